@@ -1,0 +1,130 @@
+"""The array backend: which array module (NumPy or CuPy) tinydgm computes with.
+
+NumPy is the default; `use("cupy")` or the environment variable TINYDGM_BACKEND=cupy switches
+to the GPU.  CuPy is imported only when asked for, so importing tinydgm never needs it.
+"""
+import ctypes
+import os
+import platform
+
+import numpy
+
+_state = {"name": "numpy", "xp": numpy}
+default_dtype = numpy.float32      # float32 for training; gradient checks use float64
+
+
+class BackendError(RuntimeError):
+    """The requested backend cannot be used on this machine."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing the backend
+# ---------------------------------------------------------------------------------------------
+
+def _import_cupy():
+    try:
+        import cupy
+    except ImportError as e:
+        raise BackendError("the cupy backend needs CuPy, which is not installed "
+                           "(install it with: pip install 'tinydgm[cuda]', i.e. cupy-cuda12x)") from e
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDA driver missing or broken
+        raise BackendError(f"the cupy backend needs an NVIDIA GPU with a working CUDA driver ({e})") from e
+    if n == 0:
+        raise BackendError("the cupy backend needs an NVIDIA GPU, and none is visible")
+    return cupy
+
+
+def use(name):
+    """Compute with `name` ("numpy" or "cupy") from now on; returns the array module."""
+    if name == "numpy":
+        xp = numpy
+    elif name == "cupy":
+        xp = _import_cupy()
+    else:
+        raise ValueError(f"backend must be 'numpy' or 'cupy', not {name!r}")
+    _state.update(name=name, xp=xp)
+    return xp
+
+
+def name():
+    """The name of the backend in use."""
+    return _state["name"]
+
+
+def xp():
+    """The array module in use (numpy or cupy)."""
+    return _state["xp"]
+
+
+def get_array_module(*arrays):
+    """The array module that owns `arrays` (cupy if any of them is a CuPy array, else numpy)."""
+    for a in arrays:
+        a = getattr(a, "data", a) if type(a).__name__ in ("Tensor", "Parameter") else a
+        if type(a).__module__.startswith("cupy"):
+            import cupy
+            return cupy
+    return numpy
+
+
+def asarray(a, dtype=None):
+    """`a` as an array of the backend in use (moved to the GPU if that is the backend)."""
+    return _state["xp"].asarray(a, dtype=dtype)
+
+
+def to_numpy(a):
+    """`a` (a NumPy or CuPy array, or a Tensor) as a NumPy array on the host."""
+    a = getattr(a, "data", a) if type(a).__name__ in ("Tensor", "Parameter") else a
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
+    return numpy.asarray(a)
+
+
+def rng(seed=None):
+    """A seeded random generator of the backend in use (`numpy.random.Generator` on the CPU)."""
+    if _state["name"] == "cupy":
+        return _state["xp"].random.default_rng(seed)
+    return numpy.random.default_rng(seed)
+
+
+def scatter_add(a, indices, values):
+    """a[indices] += values, adding once per occurrence of a repeated index (in place)."""
+    if type(a).__module__.startswith("cupy"):
+        import cupyx
+        cupyx.scatter_add(a, indices, values)
+    else:
+        numpy.add.at(a, indices, values)
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# The allocator policy (the one place where it is set)
+# ---------------------------------------------------------------------------------------------
+# A training step allocates the same large temporaries (activations, their gradients) every
+# step.  glibc's malloc hands blocks above 128 KiB to mmap and trims the heap top as soon as it is
+# free, so each step re-faults the same pages from the OS: about 40% of a NumPy VAE step on this
+# workload.  We keep freed memory in the process instead (what MALLOC_TOP_PAD_/MALLOC_MMAP_THRESHOLD_
+# do from the environment).  Set TINYDGM_MALLOC=0 to leave the allocator alone.
+
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def tune_allocator(top_pad=64 << 20, mmap_threshold=32 << 20, trim_threshold=512 << 20):
+    """Ask glibc to keep freed memory for reuse; returns True where it applied."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    ok = libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)
+    ok &= libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)
+    ok &= libc.mallopt(M_TOP_PAD, top_pad)
+    return bool(ok)
+
+
+allocator_tuned = os.environ.get("TINYDGM_MALLOC", "1") != "0" and tune_allocator()
+
+if os.environ.get("TINYDGM_BACKEND"):
+    use(os.environ["TINYDGM_BACKEND"])

@@ -1,0 +1,127 @@
+"""Building blocks: Module, Parameter, Linear, MLP and activations."""
+import math
+
+import numpy
+
+from tinydgm import backend, ops
+from tinydgm.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module learns: requires_grad is always on."""
+    __slots__ = ()
+
+    def __init__(self, data):
+        super().__init__(data, requires_grad=True)
+
+
+class Module:
+    """A function with parameters; parameters are found in attributes, lists, tuples and dicts."""
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward")
+
+    def named_parameters(self, prefix=""):
+        """(name, Parameter) pairs, depth first, in the order the attributes were set."""
+        seen, out, stack = set(), [], [(prefix, self)]
+        while stack:
+            name, obj = stack.pop()
+            if isinstance(obj, Parameter):
+                if id(obj) not in seen:
+                    seen.add(id(obj))
+                    out.append((name, obj))
+                continue
+            if isinstance(obj, Module):
+                items = list(vars(obj).items())
+            elif isinstance(obj, (list, tuple)):
+                items = [(str(i), v) for i, v in enumerate(obj)]
+            elif isinstance(obj, dict):
+                items = [(str(k), v) for k, v in obj.items()]
+            else:
+                continue
+            for k, v in reversed(items):
+                stack.append((f"{name}.{k}" if name else k, v))
+        return out
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def state_dict(self):
+        """Parameter values by name, as copies on the host."""
+        return {k: backend.to_numpy(p.data).copy() for k, p in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        """Copy values into the parameters; names and shapes must match exactly."""
+        params = dict(self.named_parameters())
+        missing, extra = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+        if missing or extra:
+            raise ValueError(f"load_state_dict: missing {missing}, unexpected {extra}")
+        for k, p in params.items():
+            v = state[k]
+            if tuple(v.shape) != p.shape:
+                raise ValueError(f"load_state_dict: {k} has shape {tuple(v.shape)}, expected {p.shape}")
+            p.data[...] = backend.get_array_module(p.data).asarray(v, dtype=p.dtype)
+
+
+def _generator(rng):
+    if rng is None or isinstance(rng, (int, numpy.integer)):
+        return numpy.random.default_rng(rng)
+    return rng
+
+
+class Linear(Module):
+    """y = x W + b, W of shape (n_in, n_out); PyTorch's default init U(-1/sqrt(n_in), 1/sqrt(n_in))."""
+
+    def __init__(self, n_in, n_out, bias=True, rng=None, dtype=None):
+        rng, dtype = _generator(rng), dtype or backend.default_dtype
+        bound = 1 / math.sqrt(n_in)
+        self.weight = Parameter(backend.asarray(rng.uniform(-bound, bound, (n_in, n_out)), dtype=dtype))
+        self.bias = Parameter(backend.asarray(rng.uniform(-bound, bound, n_out), dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        if self.bias is None:
+            return ops.matmul(x, self.weight)
+        return ops.linear(x, self.weight, self.bias)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return ops.tanh(x)
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return ops.relu(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return ops.sigmoid(x)
+
+
+ACTIVATIONS = {"tanh": Tanh, "relu": ReLU, "sigmoid": Sigmoid}
+
+
+class MLP(Module):
+    """Linear layers of the given sizes with `activation` between them (none after the last)."""
+
+    def __init__(self, sizes, activation="tanh", rng=None, dtype=None):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"MLP: activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
+        if len(sizes) < 2:
+            raise ValueError(f"MLP: sizes needs an input and an output size, got {list(sizes)}")
+        rng = _generator(rng)
+        self.layers = [Linear(a, b, rng=rng, dtype=dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.activation = ACTIVATIONS[activation]()
+
+    def forward(self, x):
+        for layer in self.layers[:-1]:
+            x = self.activation(layer(x))
+        return self.layers[-1](x)

@@ -1,0 +1,419 @@
+"""The primitive ops: each forward with its vector-Jacobian products next to it, as the formula.
+
+A derivative rule gets the incoming gradient `g`, the op's output `ans` and the op's inputs, in
+that order (plus the op's keywords), and returns the gradient for its own input: `defvjp(op,
+rule_for_input_0, rule_for_input_1, ...)`, `None` where an input is not differentiable.  Only the
+rules of inputs that need a gradient run.  Every elementwise rule goes through `unbroadcast`.
+
+Conventions at kinks: relu'(0) = 0; maximum sends the gradient of a tie to its first argument;
+max over an axis splits it evenly among the tied entries; clip passes it at the bounds.
+"""
+import builtins
+
+import numpy
+
+from tinydgm import backend
+from tinydgm.tensor import Op, Tensor, apply
+
+
+def primitive(forward):
+    """Make a differentiable function from `forward(xp, *inputs, **kw)`."""
+    op = Op(forward.__name__.strip("_"), forward)
+
+    def f(*args, **kw):
+        return apply(op, args, kw)
+    f.op, f.__name__, f.__doc__ = op, op.name, forward.__doc__
+    return f
+
+
+def defvjp(f, *rules):
+    """Attach one derivative rule per input of the primitive `f`."""
+    f.op.vjps = rules
+
+
+def defvjp_argnum(f, rule):
+    """Attach a rule `rule(argnum, g, ans, *inputs)` for a primitive with any number of inputs."""
+    f.op.vjp_argnum = rule
+
+
+def unbroadcast(g, shape):
+    """Sum `g` over the axes that broadcasting added or stretched, back to `shape`."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
+
+
+def _xp(a):
+    return numpy if type(a) is numpy.ndarray else backend.get_array_module(a)
+
+
+def _shape(a):
+    return getattr(a, "shape", ())
+
+
+def _keep(g, ndim, axis, keepdims):
+    """A reduction's output (or its gradient) reshaped to broadcast against the input."""
+    if keepdims or g.ndim == ndim:
+        return g
+    if axis is None:
+        return g.reshape((1,) * ndim)
+    shape = list(g.shape)
+    for a in sorted(a % ndim for a in ((axis,) if isinstance(axis, int) else axis)):
+        shape.insert(a, 1)
+    return g.reshape(shape)
+
+
+def _sigmoid(xp, x):
+    e = xp.exp(-xp.abs(x))              # never overflows
+    r = 1 / (1 + e)
+    return xp.where(x >= 0, r, e * r)
+
+
+# =============================================================================================
+# Arithmetic
+# =============================================================================================
+
+@primitive
+def add(xp, x, y):
+    return xp.add(x, y)
+defvjp(add, lambda g, ans, x, y: unbroadcast(g, _shape(x)),          # d(x+y)/dx = 1
+            lambda g, ans, x, y: unbroadcast(g, _shape(y)))          # d(x+y)/dy = 1
+
+
+@primitive
+def subtract(xp, x, y):
+    return xp.subtract(x, y)
+defvjp(subtract, lambda g, ans, x, y: unbroadcast(g, _shape(x)),     # d(x-y)/dx = 1
+                 lambda g, ans, x, y: unbroadcast(-g, _shape(y)))    # d(x-y)/dy = -1
+
+
+@primitive
+def multiply(xp, x, y):
+    return xp.multiply(x, y)
+defvjp(multiply, lambda g, ans, x, y: unbroadcast(g * y, _shape(x)),  # d(xy)/dx = y
+                 lambda g, ans, x, y: unbroadcast(g * x, _shape(y)))  # d(xy)/dy = x
+
+
+@primitive
+def divide(xp, x, y):
+    return xp.divide(x, y)
+defvjp(divide, lambda g, ans, x, y: unbroadcast(g / y, _shape(x)),          # d(x/y)/dx = 1/y
+               lambda g, ans, x, y: unbroadcast(-g * ans / y, _shape(y)))   # d(x/y)/dy = -x/y^2
+
+
+@primitive
+def negative(xp, x):
+    return xp.negative(x)
+defvjp(negative, lambda g, ans, x: -g)                               # d(-x)/dx = -1
+
+
+@primitive
+def power(xp, x, c):
+    """x ** c for a constant exponent c."""
+    return xp.power(x, c)
+defvjp(power, lambda g, ans, x, c: g * (c * x ** (c - 1)), None)     # d x^c/dx = c x^(c-1)
+
+
+# =============================================================================================
+# Elementwise functions (the stable forms are the ones to read)
+# =============================================================================================
+
+@primitive
+def exp(xp, x):
+    return xp.exp(x)
+defvjp(exp, lambda g, ans, x: g * ans)                               # d e^x/dx = e^x
+
+
+@primitive
+def log(xp, x):
+    return xp.log(x)
+defvjp(log, lambda g, ans, x: g / x)                                 # d log x/dx = 1/x
+
+
+@primitive
+def tanh(xp, x):
+    return xp.tanh(x)
+defvjp(tanh, lambda g, ans, x: g * (1 - ans * ans))                  # d tanh x/dx = 1 - tanh(x)^2
+
+
+@primitive
+def sigmoid(xp, x):
+    """1 / (1 + e^-x), computed without overflow for any x."""
+    return _sigmoid(xp, x)
+defvjp(sigmoid, lambda g, ans, x: g * ans * (1 - ans))               # d s(x)/dx = s(x)(1 - s(x))
+
+
+@primitive
+def softplus(xp, x):
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|): finite for any x."""
+    out = xp.abs(x)
+    xp.negative(out, out=out)
+    xp.exp(out, out=out)
+    xp.log1p(out, out=out)
+    return xp.add(out, xp.maximum(x, 0), out=out)
+defvjp(softplus, lambda g, ans, x: g * _exp(x - ans))                # d softplus(x)/dx = sigmoid(x) = e^(x - softplus(x))
+
+
+@primitive
+def log_sigmoid(xp, x):
+    """log(1 / (1 + e^-x)) = min(x, 0) - log1p(e^-|x|): finite for any x."""
+    out = xp.abs(x)
+    xp.negative(out, out=out)
+    xp.exp(out, out=out)
+    xp.log1p(out, out=out)
+    return xp.subtract(xp.minimum(x, 0), out, out=out)
+defvjp(log_sigmoid, lambda g, ans, x: g * _exp(ans - x))             # d log s(x)/dx = s(-x) = e^(log s(x) - x)
+
+
+@primitive
+def relu(xp, x):
+    return xp.maximum(x, 0)
+defvjp(relu, lambda g, ans, x: g * (x > 0))                          # d relu/dx = [x > 0]  (0 at 0)
+
+
+@primitive
+def maximum(xp, x, y):
+    return xp.maximum(x, y)
+defvjp(maximum, lambda g, ans, x, y: unbroadcast(g * (x >= y), _shape(x)),   # ties go to x
+                lambda g, ans, x, y: unbroadcast(g * (x < y), _shape(y)))
+
+
+@primitive
+def where(xp, condition, x, y):
+    """x where condition holds, else y (condition is not differentiable)."""
+    return xp.where(condition, x, y)
+defvjp(where, None,
+       lambda g, ans, c, x, y: unbroadcast(g * _bool(c), _shape(x)),        # d/dx = [c]
+       lambda g, ans, c, x, y: unbroadcast(g * ~_bool(c), _shape(y)))       # d/dy = [not c]
+
+
+def _bool(c):
+    return c if getattr(c, "dtype", None) == bool else numpy.asarray(c, dtype=bool)
+
+
+@primitive
+def clip(xp, x, a_min, a_max):
+    return xp.clip(x, a_min, a_max)
+defvjp(clip, lambda g, ans, x, lo, hi: g * ((x >= lo) & (x <= hi)))  # d clip/dx = [lo <= x <= hi]
+
+
+def _exp(a):
+    return _xp(a).exp(a)
+
+
+# =============================================================================================
+# Linear algebra
+# =============================================================================================
+
+@primitive
+def matmul(xp, x, y):
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError("matmul needs arrays of at least one dimension")
+    if x.shape[-1] != y.shape[-2 if y.ndim > 1 else 0]:
+        raise ValueError(f"shapes {x.shape} and {y.shape} do not align")
+    return xp.matmul(x, y)
+defvjp(matmul, lambda g, ans, x, y: _matmul_vjp(g, x, y, 0),         # d(xy)/dx: g y^T
+               lambda g, ans, x, y: _matmul_vjp(g, x, y, 1))         # d(xy)/dy: x^T g
+
+
+def _matmul_vjp(g, x, y, which):
+    if x.ndim == 2 and y.ndim == 2:
+        return g @ y.T if which == 0 else x.T @ g
+    x2 = x[None, :] if x.ndim == 1 else x           # vectors as 1-row / 1-column matrices
+    y2 = y[:, None] if y.ndim == 1 else y
+    g2 = g[..., None] if y.ndim == 1 else g
+    g2 = g2[..., None, :] if x.ndim == 1 else g2
+    if which == 0:
+        return unbroadcast(g2 @ numpy.swapaxes(y2, -1, -2), x2.shape).reshape(x.shape)
+    return unbroadcast(numpy.swapaxes(x2, -1, -2) @ g2, y2.shape).reshape(y.shape)
+
+
+@primitive
+def linear(xp, x, w, b):
+    """x @ w + b in one op (a dense layer): one temporary instead of two."""
+    if x.shape[-1] != w.shape[0] or b.shape[-1:] not in ((w.shape[1],), (1,)):
+        raise ValueError(f"shapes {x.shape} @ {w.shape} + {b.shape} do not align")
+    out = xp.matmul(x, w)
+    out += b
+    return out
+defvjp(linear, lambda g, ans, x, w, b: g @ w.T,                                  # d/dx = g w^T
+               lambda g, ans, x, w, b: x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1]),  # d/dw = x^T g
+               lambda g, ans, x, w, b: unbroadcast(g, b.shape))                  # d/db = sum of g
+
+
+# =============================================================================================
+# Reductions
+# =============================================================================================
+
+@primitive
+def sum(xp, x, axis=None, keepdims=False):
+    return xp.sum(x, axis=axis, keepdims=keepdims)
+defvjp(sum, lambda g, ans, x, axis=None, keepdims=False:             # d sum(x)/dx_i = 1
+       _xp(g).broadcast_to(_keep(g, x.ndim, axis, keepdims), x.shape))
+
+
+@primitive
+def max(xp, x, axis=None, keepdims=False):
+    return xp.max(x, axis=axis, keepdims=keepdims)
+defvjp(max, lambda g, ans, x, axis=None, keepdims=False:             # d max(x)/dx_i = [x_i is the max] / #ties
+       _max_vjp(g, ans, x, axis, keepdims))
+
+
+def _max_vjp(g, ans, x, axis, keepdims):
+    at_max = x == _keep(ans, x.ndim, axis, keepdims)
+    return _keep(g, x.ndim, axis, keepdims) * at_max / at_max.sum(axis=axis, keepdims=True)
+
+
+@primitive
+def logsumexp(xp, x, axis=None, keepdims=False):
+    """log sum exp(x) = m + log sum exp(x - m), m = max(x): finite for any finite x."""
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)
+    s = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else xp.squeeze(s, axis=axis)
+defvjp(logsumexp, lambda g, ans, x, axis=None, keepdims=False:       # d lse(x)/dx_i = softmax(x)_i = e^(x_i - lse)
+       _keep(g, x.ndim, axis, keepdims) * _exp(x - _keep(ans, x.ndim, axis, keepdims)))
+
+
+def mean(x, axis=None, keepdims=False):
+    """The mean over `axis` (composed: sum / count)."""
+    shape = _shape(getattr(x, "data", x))
+    axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return sum(x, axis=axis, keepdims=keepdims) / n
+
+
+# =============================================================================================
+# Shapes
+# =============================================================================================
+
+@primitive
+def reshape(xp, x, shape):
+    return xp.reshape(x, shape)
+defvjp(reshape, lambda g, ans, x, shape: g.reshape(x.shape))
+
+
+@primitive
+def transpose(xp, x, axes=None):
+    return xp.transpose(x, axes)
+defvjp(transpose, lambda g, ans, x, axes=None:
+       _xp(g).transpose(g, None if axes is None else numpy.argsort(axes)))
+
+
+@primitive
+def broadcast_to(xp, x, shape):
+    return xp.broadcast_to(x, shape)
+defvjp(broadcast_to, lambda g, ans, x, shape: unbroadcast(g, x.shape))
+
+
+@primitive
+def getitem(xp, x, index):
+    return x[index]
+defvjp(getitem, lambda g, ans, x, index: _getitem_vjp(g, x, index), None)
+
+
+def _getitem_vjp(g, x, index):
+    """Scatter g back into zeros of x's shape, adding where an index repeats."""
+    out = _xp(g).zeros(x.shape, dtype=g.dtype)
+    parts = index if isinstance(index, tuple) else (index,)
+    if builtins.any(getattr(p, "dtype", None) is not None and p.dtype.kind in "iu" or isinstance(p, list)
+                    for p in parts):
+        backend.scatter_add(out, index, g)
+    else:
+        out[index] = g
+    return out
+
+
+@primitive
+def _concatenate(xp, *xs, axis=0):
+    return xp.concatenate(xs, axis=axis)
+defvjp_argnum(_concatenate, lambda i, g, ans, *xs, axis=0:            # each input gets its slice of g
+              _xp(g).split(g, numpy.cumsum([x.shape[axis] for x in xs[:-1]]), axis=axis)[i])
+
+
+# ---------------------------------------------------------------------------------------------
+# Composed from the primitives above
+# ---------------------------------------------------------------------------------------------
+
+def stack(xs, axis=0):
+    """Join tensors of one shape along a new axis."""
+    xs = [x if isinstance(x, Tensor) else Tensor(x) for x in xs]
+    if not xs:
+        raise ValueError("stack: needs at least one tensor")
+    axis = axis % (xs[0].ndim + 1)
+    return _concatenate(*[reshape(x, x.shape[:axis] + (1,) + x.shape[axis:]) for x in xs], axis=axis)
+
+
+def split(x, indices_or_sections, axis=0):
+    """Cut x into pieces along `axis` (as numpy.split), each a differentiable slice."""
+    n = x.shape[axis]
+    if isinstance(indices_or_sections, int):
+        if n % indices_or_sections:
+            raise ValueError(f"split: axis {axis} of length {n} does not divide into {indices_or_sections} equal parts")
+        step = n // indices_or_sections
+        bounds = list(range(0, n + 1, step))
+    else:
+        bounds = [0] + list(indices_or_sections) + [n]
+    head = (slice(None),) * (axis % x.ndim)
+    return [x[head + (slice(a, b),)] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def concatenate(xs, axis=0):
+    """Join tensors along an existing axis (NumPy's signature: a sequence, then axis)."""
+    return _concatenate(*xs, axis=axis)
+
+
+def _tensor_or_index(i):
+    if isinstance(i, Tensor):
+        return i.data
+    if isinstance(i, tuple):
+        return tuple(_tensor_or_index(j) for j in i)
+    return i
+
+
+# =============================================================================================
+# Installing the operators on Tensor
+# =============================================================================================
+
+def _pow(x, c):
+    if isinstance(c, Tensor):
+        raise TypeError("power: the exponent must be a constant (a number or an array), not a Tensor")
+    return power(x, c)
+
+
+def _install():
+    T = Tensor
+    T.__add__ = lambda x, y: add(x, y)
+    T.__radd__ = lambda x, y: add(y, x)
+    T.__sub__ = lambda x, y: subtract(x, y)
+    T.__rsub__ = lambda x, y: subtract(y, x)
+    T.__mul__ = lambda x, y: multiply(x, y)
+    T.__rmul__ = lambda x, y: multiply(y, x)
+    T.__truediv__ = lambda x, y: divide(x, y)
+    T.__rtruediv__ = lambda x, y: divide(y, x)
+    T.__neg__ = lambda x: negative(x)
+    T.__pow__ = _pow
+    T.__matmul__ = lambda x, y: matmul(x, y)
+    T.__rmatmul__ = lambda x, y: matmul(y, x)
+    T.__getitem__ = lambda x, i: getitem(x, _tensor_or_index(i))
+    for name in ("lt", "le", "gt", "ge"):           # comparisons give plain boolean arrays
+        cmp = getattr(numpy, {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}[name])
+        setattr(T, f"__{name}__", lambda x, y, cmp=cmp: cmp(x.data, getattr(y, "data", y)))
+    T.T = property(lambda x: transpose(x))
+    T.sum = lambda x, axis=None, keepdims=False: sum(x, axis=axis, keepdims=keepdims)
+    T.mean = lambda x, axis=None, keepdims=False: mean(x, axis=axis, keepdims=keepdims)
+    T.max = lambda x, axis=None, keepdims=False: max(x, axis=axis, keepdims=keepdims)
+    T.logsumexp = lambda x, axis=None, keepdims=False: logsumexp(x, axis=axis, keepdims=keepdims)
+    T.reshape = lambda x, *shape: reshape(x, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+    T.transpose = lambda x, *axes: transpose(x, (axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes) or None)
+    T.exp, T.log, T.tanh, T.sigmoid = exp, log, tanh, sigmoid
+    T.softplus, T.log_sigmoid, T.relu = softplus, log_sigmoid, relu
+    T.clip = lambda x, a_min, a_max: clip(x, a_min, a_max)
+    T.broadcast_to = lambda x, shape: broadcast_to(x, shape)
+
+
+_install()

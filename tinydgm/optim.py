@@ -1,0 +1,111 @@
+"""Optimisers that update parameters in place: SGD (with momentum) and Adam."""
+import math
+
+from tinydgm import backend
+
+
+class Optimizer:
+    """Holds the parameters; `zero_grad()`, `step()`, and a state_dict for resuming."""
+
+    def __init__(self, params, lr):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        self.lr = lr
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def _grads(self):
+        return [(p, p.grad) for p in self.params if p.grad is not None]
+
+    def state_dict(self):
+        """The optimiser's buffers (host arrays) and step count."""
+        return {"lr": self.lr, **{f"{k}.{i}": backend.to_numpy(b).copy()
+                                  for k, bufs in self._buffers().items() for i, b in enumerate(bufs)}}
+
+    def load_state_dict(self, state):
+        self.lr = float(state["lr"])
+        for k, bufs in self._buffers().items():
+            for i, b in enumerate(bufs):
+                v = state[f"{k}.{i}"]
+                if tuple(v.shape) != b.shape:
+                    raise ValueError(f"load_state_dict: {k}.{i} has shape {tuple(v.shape)}, expected {b.shape}")
+                b[...] = backend.get_array_module(b).asarray(v)
+
+    def _buffers(self):
+        return {}
+
+
+class SGD(Optimizer):
+    """p <- p - lr (g + momentum * velocity)."""
+
+    def __init__(self, params, lr=0.01, momentum=0.0):
+        super().__init__(params, lr)
+        self.momentum = momentum
+        self.velocity = [p.data * 0 for p in self.params]
+
+    def step(self):
+        for p, v in zip(self.params, self.velocity):
+            if p.grad is None:
+                continue
+            if self.momentum:
+                v *= self.momentum
+                v += p.grad
+                p.data -= self.lr * v
+            else:
+                p.data -= self.lr * p.grad
+
+    def _buffers(self):
+        return {"velocity": self.velocity}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015, Alg. 1) with bias correction, updating in place without temporaries."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, lr)
+        self.betas, self.eps = betas, eps
+        self.m = [p.data * 0 for p in self.params]     # first moment
+        self.v = [p.data * 0 for p in self.params]     # second moment
+        self.buf = [p.data * 0 for p in self.params]   # scratch, reused every step
+        self.t = backend.get_array_module(self.params[0].data).zeros(1)
+
+    def step(self):
+        b1, b2 = self.betas
+        self.t += 1
+        t = float(self.t[0])
+        c1, c2 = 1 - b1 ** t, math.sqrt(1 - b2 ** t)
+        for p, m, v, buf in zip(self.params, self.m, self.v, self.buf):
+            g = p.grad
+            if g is None:
+                continue
+            xp = backend.get_array_module(g)
+            m *= b1                                    # m <- b1 m + (1 - b1) g
+            xp.multiply(g, 1 - b1, out=buf)
+            m += buf
+            v *= b2                                    # v <- b2 v + (1 - b2) g^2
+            xp.multiply(g, g, out=buf)
+            buf *= 1 - b2
+            v += buf
+            xp.sqrt(v, out=buf)                        # p <- p - lr m_hat / (sqrt(v_hat) + eps)
+            buf *= 1 / c2
+            buf += self.eps
+            xp.divide(m, buf, out=buf)
+            buf *= -self.lr / c1
+            p.data += buf
+
+    def _buffers(self):
+        return {"m": self.m, "v": self.v, "t": [self.t]}
+
+
+def clip_grad_norm(params, max_norm):
+    """Scale all gradients together so that their global L2 norm is at most max_norm; returns the norm."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    if norm > max_norm:
+        for p in params:
+            if p.grad is not None:
+                p.grad = p.grad * (max_norm / norm)
+    return norm

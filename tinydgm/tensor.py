@@ -1,0 +1,266 @@
+"""Tensor: an array, its gradient, and how it was made; reverse-mode `backward` over the graph.
+
+The primitive ops and their derivatives live in `ops.py`, which installs the operators
+(+, *, @, ...) on Tensor; this module knows nothing about any particular op.
+"""
+import contextlib
+
+import numpy
+
+from tinydgm import backend
+
+_grad_enabled = [True]      # a list, so that no_grad can flip it in place
+
+
+class Op:
+    """A primitive: its forward (xp, *arrays, **kw) -> array and one derivative rule per input."""
+    __slots__ = ("name", "forward", "vjps", "vjp_argnum")
+
+    def __init__(self, name, forward):
+        self.name, self.forward, self.vjps, self.vjp_argnum = name, forward, (), None
+
+    def __repr__(self):
+        return f"<op {self.name}>"
+
+
+class Tensor:
+    """A backend array with a gradient.  Leaves accumulate `.grad` across `backward` calls."""
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+    __array_priority__ = 1000     # ndarray * Tensor -> Tensor.__rmul__, not an object array
+
+    def __init__(self, data, requires_grad=False):
+        self.data = _as_float_array(data)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx = None          # (op, inputs, keywords) for a Tensor made by an op
+
+    # -- what it looks like --------------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        g = ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({backend.to_numpy(self.data)!r}{g})"
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item: only a one-element tensor has an item, this one has shape {self.shape}")
+        return self.data.item()
+
+    def numpy(self):
+        """The value as a NumPy array on the host (a copy where the data lives on a GPU)."""
+        return backend.to_numpy(self.data)
+
+    def detach(self):
+        """The same values, cut from the graph (shares memory, as in PyTorch)."""
+        return Tensor(self.data)
+
+    def zero_grad(self):
+        self.grad = None
+
+    def __setitem__(self, index, value):
+        if self.requires_grad or self._ctx is not None:
+            raise RuntimeError("setitem: cannot change a Tensor in place while it is part of a graph "
+                               "(requires_grad=True or made by an op): its old value may still be "
+                               "needed for gradients; build a new tensor with td.where or concatenate")
+        self.data[index] = getattr(value, "data", value)
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a Tensor of shape {self.shape} is ambiguous")
+        return bool(self.data)
+
+    __hash__ = object.__hash__
+
+    # -- reverse mode ----------------------------------------------------------------------------
+    def backward(self, grad=None):
+        """Accumulate d self / d leaf into every leaf's `.grad` (`grad`: the cotangent of self)."""
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad (no input of it has "
+                               "requires_grad=True, or it was computed under no_grad)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: a tensor of shape {self.shape} needs `grad` of the same "
+                                   "shape; only a one-element tensor gets grad=1 by default")
+            grad = backend.get_array_module(self.data).ones_like(self.data)
+        else:
+            grad = getattr(grad, "data", grad)
+            xp = backend.get_array_module(self.data)
+            grad = xp.array(grad, dtype=self.data.dtype, copy=True)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward: grad has shape {grad.shape}, expected {self.shape}")
+        _backpropagate(self, grad)
+
+
+def _as_float_array(data):
+    """Data as a backend array: float arrays keep their dtype, everything else becomes float32."""
+    if isinstance(data, Tensor):
+        return data.data
+    xp = backend.xp()
+    if type(data) is numpy.ndarray or type(data).__module__.startswith("cupy"):
+        if data.dtype.kind == "f":
+            return xp.asarray(data) if xp is not numpy else data
+        return xp.asarray(data, dtype=backend.default_dtype)
+    a = numpy.asarray(data)
+    if a.dtype.kind == "O":
+        raise TypeError(f"tensor: expected numbers or an array, got {type(data).__name__}")
+    dtype = a.dtype if (a.dtype.kind == "f" and isinstance(data, numpy.generic)) else backend.default_dtype
+    return xp.asarray(a, dtype=dtype)
+
+
+def tensor(data, requires_grad=False):
+    """A Tensor from an array (float dtype kept) or from Python numbers (float32)."""
+    return Tensor(data, requires_grad=requires_grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording ops
+# ---------------------------------------------------------------------------------------------
+
+def apply(op, args, kw):
+    """Run `op` on the arrays inside `args` and, where a gradient may be wanted, record how."""
+    datas, needed = [], False
+    for a in args:
+        if isinstance(a, Tensor):
+            datas.append(a.data)
+            needed = needed or a.requires_grad
+        else:
+            datas.append(a)
+    xp = _module_of(datas)
+    try:
+        ans = op.forward(xp, *datas, **kw)
+    except (ValueError, IndexError, TypeError) as e:
+        shapes = " and ".join(str(getattr(d, "shape", type(d).__name__)) for d in datas)
+        raise type(e)(f"{op.name}: inputs of shapes {shapes}: {e}") from None
+    out = Tensor.__new__(Tensor)
+    out.data = numpy.asarray(ans) if isinstance(ans, numpy.generic) else ans
+    out.grad = None
+    if needed and _grad_enabled[0]:
+        out.requires_grad = True
+        out._ctx = (op, args, kw)
+    else:
+        out.requires_grad = False
+        out._ctx = None
+    return out
+
+
+def _module_of(datas):
+    for d in datas:
+        if type(d) is numpy.ndarray:
+            return numpy
+        if type(d).__module__.startswith("cupy"):
+            return backend.get_array_module(d)
+    return backend.xp()
+
+
+def _toposort(root):
+    """Tensors that lead to `root` and require grad, inputs before outputs (no recursion)."""
+    order, seen, stack = [], {id(root)}, [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        stack.append((node, True))
+        if node._ctx is not None:
+            for a in node._ctx[1]:
+                if isinstance(a, Tensor) and a.requires_grad and id(a) not in seen:
+                    seen.add(id(a))
+                    stack.append((a, False))
+    return order
+
+
+def _backpropagate(root, grad):
+    """Walk the graph once in reverse topological order, freeing each cotangent once used."""
+    cotangents = {id(root): grad}
+    handed_out = set()        # arrays already stored in some leaf's .grad: never alias them
+    for node in reversed(_toposort(root)):
+        g = cotangents.pop(id(node), None)
+        if g is None:
+            continue
+        if node._ctx is None:                              # a leaf: accumulate
+            if node.grad is not None:
+                node.grad = node.grad + g
+            else:
+                if id(g) in handed_out or not _owns(g):
+                    g = g.copy()
+                handed_out.add(id(g))
+                node.grad = g
+            continue
+        op, args, kw = node._ctx
+        datas = [a.data if isinstance(a, Tensor) else a for a in args]
+        for i, a in enumerate(args):
+            if not (isinstance(a, Tensor) and a.requires_grad):
+                continue
+            if op.vjp_argnum is not None:
+                gi = op.vjp_argnum(i, g, node.data, *datas, **kw)
+            else:
+                rule = op.vjps[i] if i < len(op.vjps) else None
+                if rule is None:
+                    raise RuntimeError(f"{op.name}: input {i} is not differentiable")
+                gi = rule(g, node.data, *datas, **kw)
+            prev = cotangents.get(id(a))
+            cotangents[id(a)] = gi if prev is None else prev + gi
+
+
+def _owns(a):
+    flags = getattr(a, "flags", None)
+    return flags is not None and flags.owndata and flags.writeable
+
+
+# ---------------------------------------------------------------------------------------------
+# Switching recording off, and gradients as functions
+# ---------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def no_grad():
+    """Record nothing inside this block (for evaluation and parameter updates)."""
+    before = _grad_enabled[0]
+    _grad_enabled[0] = False
+    try:
+        yield
+    finally:
+        _grad_enabled[0] = before
+
+
+def is_grad_enabled():
+    return _grad_enabled[0]
+
+
+def grad(f, argnums=0):
+    """The function returning d f / d args[argnums] as arrays (f must return a one-element Tensor)."""
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+
+    def gradient(*args, **kwargs):
+        args = list(args)
+        for i in nums:
+            args[i] = Tensor(getattr(args[i], "data", args[i]), requires_grad=True)
+        with _enabled():
+            out = f(*args, **kwargs)
+        if not isinstance(out, Tensor) or out.data.size != 1:
+            raise ValueError(f"grad: f must return a one-element Tensor, got "
+                             f"{getattr(out, 'shape', type(out).__name__)}")
+        if out.requires_grad:
+            out.backward()
+        xp = backend.get_array_module(args[nums[0]].data)
+        gs = tuple(args[i].grad if args[i].grad is not None else xp.zeros_like(args[i].data)
+                   for i in nums)
+        return gs[0] if single else gs
+    return gradient
+
+
+@contextlib.contextmanager
+def _enabled():
+    before = _grad_enabled[0]
+    _grad_enabled[0] = True
+    try:
+        yield
+    finally:
+        _grad_enabled[0] = before
