@@ -5,7 +5,7 @@ from tinydgm.ops import (add, subtract, multiply, divide, negative, power, exp, 
                          softplus, log_sigmoid, relu, maximum, where, clip, matmul, linear, sum, max,
                          logsumexp, mean, reshape, transpose, broadcast_to, getitem, concatenate,
                          stack, split, unbroadcast)
-from tinydgm import check, nn, optim
+from tinydgm import check, nn, optim, distributions
 
 neg = negative
 

@@ -9,12 +9,16 @@ import os
 import numpy as np
 
 from tinydgm.conllu import conllu
+from tinydgm.datasets import data_root
 from tinydgm.features import FEATURE_SETS, conjoin, word_features
 from tinydgm.models import hmm as H
 from tinydgm.tagging_metrics import tagging_scores
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                    "data", "ud_english_ewt")
+
+
+def ewt_dir(root=None):
+    """The shipped UD English EWT folder: `root`, else $TINYDGM_DATA, else data/ beside the package."""
+    return os.path.join(data_root(root), "ud_english_ewt")
 
 
 # ---- corpus, model, scores ----------------------------------------------------------------------

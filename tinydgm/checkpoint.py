@@ -1,0 +1,76 @@
+"""Safe checkpoints: arrays in an .npz (read with allow_pickle=False) plus JSON metadata.
+
+`save("runs/x/last", arrays, meta)` writes `last.npz` and a readable copy of `meta` in `last.json`.
+Each file is written to a temporary file in the same folder and renamed over the old one
+(`os.replace` is atomic), so a crash leaves the previous checkpoint whole.  The metadata is also
+stored inside the .npz (as a string array), so the two files can never disagree on load.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+META_KEY = "__meta__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing or unreadable."""
+
+
+def _stem(path):
+    path = os.fspath(path)
+    return path[:-4] if path.endswith(".npz") else path
+
+
+def _host(a):
+    """A NumPy array from a NumPy or CuPy array."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def _atomic_write(path, write):
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save(path, arrays, meta=None):
+    """Write `arrays` (name -> array) and JSON-able `meta` as `path`.npz + `path`.json, atomically."""
+    stem, meta = _stem(path), dict(meta or {})
+    if META_KEY in arrays:
+        raise ValueError(f"checkpoint.save: array name {META_KEY!r} is reserved")
+    text = json.dumps(meta, indent=1, sort_keys=True)
+    host = {name: _host(a) for name, a in arrays.items()}
+    host[META_KEY] = np.array(text)
+    _atomic_write(stem + ".npz", lambda f: np.savez(f, **host))
+    _atomic_write(stem + ".json", lambda f: f.write(text.encode() + b"\n"))
+    return stem + ".npz"
+
+
+def load(path):
+    """Read a checkpoint written by `save`: returns (arrays: dict of NumPy arrays, meta: dict)."""
+    file = _stem(path) + ".npz"
+    if not os.path.isfile(file):
+        raise CheckpointError(f"{file}: checkpoint not found")
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        meta = json.loads(str(arrays.pop(META_KEY)))
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{file}: not a readable tinydgm checkpoint ({type(e).__name__}: {e}); "
+                              f"expected an .npz written by tinydgm.checkpoint.save") from None
+    return arrays, meta
+
+
+def exists(path):
+    return os.path.isfile(_stem(path) + ".npz")

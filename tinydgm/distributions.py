@@ -1,0 +1,238 @@
+"""Distributions with the names users know: Normal (diagonal), Bernoulli, Categorical, kl_divergence.
+
+All densities are computed in log space from the engine's stable primitives, so they are
+differentiable in their parameters (and, for Normal, in the value).
+"""
+import math
+
+import numpy
+
+from tinydgm import backend, ops
+from tinydgm.tensor import Tensor, no_grad
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _tensor(x):
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _rng(rng):
+    return backend.rng() if rng is None else rng
+
+
+class Distribution:
+    """Base class: `batch_shape`, `log_prob`, `sample`, `entropy`, parameter checks."""
+    has_rsample = False
+    validate_args = True          # class-wide default; Distribution.validate_args = False for speed
+
+    def __init__(self, batch_shape, validate_args=None):
+        self.batch_shape = tuple(batch_shape)
+        self._validate = Distribution.validate_args if validate_args is None else validate_args
+
+    def _check(self, ok, message):
+        if self._validate and not bool(ok):
+            raise ValueError(f"{type(self).__name__}: {message}")
+
+    def rsample(self, shape=(), rng=None):
+        raise NotImplementedError(f"{type(self).__name__} has no reparameterised sampler (has_rsample is False); "
+                                  "use sample() with a score-function estimator")
+
+    def __repr__(self):
+        return f"{type(self).__name__}(batch_shape={self.batch_shape})"
+
+
+# =============================================================================================
+# Normal (diagonal)
+# =============================================================================================
+
+class Normal(Distribution):
+    """N(loc, scale^2), elementwise.  `Normal.from_log_var(mu, log_var)` is where log sigma^2 becomes a scale."""
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc, self.scale = _tensor(loc), _tensor(scale)
+        shape = numpy.broadcast_shapes(self.loc.shape, self.scale.shape)
+        super().__init__(shape, validate_args)
+        self._check((self.scale.data > 0).all(), "scale must be positive")
+        self._log_scale = None
+
+    @classmethod
+    def from_log_var(cls, loc, log_var, validate_args=None):
+        """N(loc, exp(log_var)): scale = exp(log_var / 2), and log scale = log_var / 2 exactly."""
+        log_scale = 0.5 * _tensor(log_var)
+        d = cls(loc, ops.exp(log_scale), validate_args=False)
+        d._validate = Distribution.validate_args if validate_args is None else validate_args
+        d._log_scale = log_scale
+        return d
+
+    @property
+    def log_scale(self):
+        if self._log_scale is None:
+            self._log_scale = ops.log(self.scale)
+        return self._log_scale
+
+    mean = property(lambda self: self.loc)
+    variance = property(lambda self: self.scale ** 2)
+    stddev = property(lambda self: self.scale)
+
+    def log_prob(self, value):
+        # log N(x; mu, s^2) = -(x - mu)^2 / 2s^2 - log s - log(2 pi) / 2
+        value = _tensor(value)
+        z = (value - self.loc) / self.scale
+        return -0.5 * z * z - self.log_scale - 0.5 * LOG_2PI
+
+    def _eps(self, shape, rng):
+        return _rng(rng).standard_normal(tuple(shape) + self.batch_shape, dtype=self.loc.dtype)
+
+    def rsample(self, shape=(), rng=None):
+        """loc + scale * eps, eps ~ N(0, I): differentiable in loc and scale (the reparameterisation)."""
+        return self.loc + self.scale * self._eps(shape, rng)
+
+    def sample(self, shape=(), rng=None):
+        with no_grad():
+            return self.rsample(shape, rng).detach()
+
+    def entropy(self):
+        # H = 1/2 + log(2 pi)/2 + log s
+        return self.log_scale + 0.5 * (1 + LOG_2PI) + 0 * self.loc
+
+
+# =============================================================================================
+# Bernoulli (logits)
+# =============================================================================================
+
+class Bernoulli(Distribution):
+    """Bernoulli(sigmoid(logits)) on {0, 1}; give logits= or probs= (probs are never clipped)."""
+
+    def __init__(self, logits=None, probs=None, validate_args=None):
+        if (logits is None) == (probs is None):
+            raise ValueError("Bernoulli: give exactly one of logits= or probs=")
+        if probs is not None:
+            p = _tensor(probs)
+            super().__init__(p.shape, validate_args)
+            self._check(((p.data >= 0) & (p.data <= 1)).all(), "probs must lie in [0, 1]")
+            with numpy.errstate(divide="ignore"):
+                self.logits = ops.log(p) - ops.log(1 - p)      # log p/(1-p): +-inf at the ends, exactly
+        else:
+            self.logits = _tensor(logits)
+            super().__init__(self.logits.shape, validate_args)
+
+    probs = property(lambda self: ops.sigmoid(self.logits))
+    mean = probs
+    variance = property(lambda self: self.probs * (1 - self.probs))
+
+    def log_prob(self, value):
+        # log p(x) = x l - log(1 + e^l) = x l - softplus(l); exact for any finite l
+        value = getattr(value, "data", value)
+        if self._validate:
+            self._check(((value == 0) | (value == 1)).all(), "value must be 0 or 1")
+        return value * self.logits - ops.softplus(self.logits)
+
+    def sample(self, shape=(), rng=None):
+        with no_grad():
+            p = self.probs.data
+            u = _rng(rng).random(tuple(shape) + self.batch_shape, dtype=p.dtype)
+            return Tensor((u < p).astype(p.dtype))
+
+    def entropy(self):
+        # H = softplus(l) - l sigmoid(l)
+        return ops.softplus(self.logits) - self.logits * self.probs
+
+
+# =============================================================================================
+# Categorical (logits over the last axis)
+# =============================================================================================
+
+class Categorical(Distribution):
+    """A distribution over {0, ..., K-1} with probabilities softmax(logits) along the last axis."""
+
+    def __init__(self, logits=None, probs=None, validate_args=None):
+        if (logits is None) == (probs is None):
+            raise ValueError("Categorical: give exactly one of logits= or probs=")
+        if probs is not None:
+            p = _tensor(probs)
+            ok = (p.data >= 0).all() & (abs(p.data.sum(-1) - 1) < 1e-4).all()
+            with numpy.errstate(divide="ignore"):
+                logits = ops.log(p)
+        logits = _tensor(logits)
+        super().__init__(logits.shape[:-1], validate_args)
+        if probs is not None:
+            self._check(ok, "probs must be non-negative and sum to 1 along the last axis")
+        self.num_categories = logits.shape[-1]
+        self.logits = logits - ops.logsumexp(logits, axis=-1, keepdims=True)   # normalised: log p
+
+    probs = property(lambda self: ops.exp(self.logits))
+
+    def log_prob(self, value):
+        """log p(value) for integer values of shape batch_shape (or broadcastable to it)."""
+        value = backend.get_array_module(self.logits.data).asarray(getattr(value, "data", value))
+        if self._validate:
+            self._check(((value >= 0) & (value < self.num_categories) & (value == value.astype(int))).all(),
+                        f"value must be an integer in [0, {self.num_categories})")
+        one_hot = value.astype(int)[..., None] == numpy.arange(self.num_categories)
+        return ops.sum(self.logits * one_hot, axis=-1)
+
+    def sample(self, shape=(), rng=None):
+        """Draws by the Gumbel-max trick: argmax(logits + Gumbel noise)."""
+        rng = _rng(rng)
+        l = self.logits.data
+        u = rng.random(tuple(shape) + l.shape, dtype=l.dtype)
+        xp = backend.get_array_module(l)
+        return (l - xp.log(-xp.log(u))).argmax(-1)
+
+    def entropy(self):
+        # H = -sum p log p
+        return -ops.sum(self.probs * self.logits, axis=-1)
+
+
+# =============================================================================================
+# KL divergences in closed form, looked up by the pair of types
+# =============================================================================================
+
+_KL = {}
+
+
+def register_kl(type_p, type_q):
+    """Decorator: register fn(p, q) as KL(p || q) for this pair of types; returns fn."""
+    def decorate(fn):
+        _KL[type_p, type_q] = fn
+        return fn
+    return decorate
+
+
+def kl_divergence(p, q):
+    """KL(p || q) in closed form, elementwise over the batch."""
+    for tp in type(p).__mro__:
+        for tq in type(q).__mro__:
+            if (tp, tq) in _KL:
+                return _KL[tp, tq](p, q)
+    raise NotImplementedError(f"kl_divergence: no closed form registered for "
+                              f"{type(p).__name__} || {type(q).__name__}; add one with register_kl")
+
+
+@register_kl(Normal, Normal)
+def _kl_normal_normal(p, q):
+    # KL(N(m1, s1^2) || N(m2, s2^2)) = log s2/s1 + (s1^2 + (m1 - m2)^2) / 2 s2^2 - 1/2
+    r = p.scale / q.scale
+    d = (p.loc - q.loc) / q.scale
+    return q.log_scale - p.log_scale + 0.5 * (r * r + d * d) - 0.5
+
+
+def kl_standard_normal(p):
+    """KL(N(mu, s^2) || N(0, I)) = 1/2 (mu^2 + s^2 - 1 - log s^2): the VAE's closed form (Kingma & Welling 2013, App. B)."""
+    return 0.5 * (p.loc * p.loc + p.scale * p.scale - 1) - p.log_scale
+
+
+@register_kl(Bernoulli, Bernoulli)
+def _kl_bernoulli_bernoulli(p, q):
+    # KL = s(a)(log s(a) - log s(b)) + s(-a)(log s(-a) - log s(-b)), with logits a, b
+    a, b = p.logits, q.logits
+    return p.probs * (ops.log_sigmoid(a) - ops.log_sigmoid(b)) + \
+        ops.sigmoid(-a) * (ops.log_sigmoid(-a) - ops.log_sigmoid(-b))
+
+
+@register_kl(Categorical, Categorical)
+def _kl_categorical_categorical(p, q):
+    # KL = sum_k p_k (log p_k - log q_k)
+    return ops.sum(p.probs * (p.logits - q.logits), axis=-1)
