@@ -2,7 +2,7 @@
 import numpy
 
 from tinydgm import backend
-from tinydgm.tensor import Tensor, no_grad
+from tinydgm.tensor import Tensor, no_grad, unwrap
 
 
 class GradcheckError(AssertionError):
@@ -16,9 +16,9 @@ def gradcheck(f, *inputs, eps=1e-6, rtol=1e-5, atol=1e-8, seed=0):
     <J_i^T u, v_i> from one backward pass with (<u, f(x_i + eps v_i)> - <u, f(x_i - eps v_i)>) / 2 eps.
     Inputs are copied to float64 and never changed.  Raises GradcheckError naming the worst input.
     """
-    xp = backend.get_array_module(*[getattr(x, "data", x) for x in inputs])
+    xp = backend.get_array_module(*[unwrap(x) for x in inputs])
     rng = numpy.random.default_rng(seed)
-    xs = [xp.array(getattr(x, "data", x), dtype=numpy.float64) for x in inputs]
+    xs = [xp.array(unwrap(x), dtype=numpy.float64) for x in inputs]
     args = [Tensor(x, requires_grad=True) for x in xs]
     out = f(*args)
     if not isinstance(out, Tensor):

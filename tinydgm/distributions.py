@@ -8,7 +8,7 @@ import math
 import numpy
 
 from tinydgm import backend, ops
-from tinydgm.tensor import Tensor, no_grad
+from tinydgm.tensor import Tensor, no_grad, unwrap
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -124,7 +124,7 @@ class Bernoulli(Distribution):
 
     def log_prob(self, value):
         # log p(x) = x l - log(1 + e^l) = x l - softplus(l); exact for any finite l
-        value = getattr(value, "data", value)
+        value = unwrap(value)
         if self._validate:
             self._check(((value == 0) | (value == 1)).all(), "value must be 0 or 1")
         return value * self.logits - ops.softplus(self.logits)
@@ -166,7 +166,7 @@ class Categorical(Distribution):
 
     def log_prob(self, value):
         """log p(value) for integer values of shape batch_shape (or broadcastable to it)."""
-        value = backend.get_array_module(self.logits.data).asarray(getattr(value, "data", value))
+        value = backend.get_array_module(self.logits.data).asarray(unwrap(value))
         if self._validate:
             self._check(((value >= 0) & (value < self.num_categories) & (value == value.astype(int))).all(),
                         f"value must be an integer in [0, {self.num_categories})")

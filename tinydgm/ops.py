@@ -13,7 +13,7 @@ import builtins
 import numpy
 
 from tinydgm import backend
-from tinydgm.tensor import Op, Tensor, apply
+from tinydgm.tensor import Op, Tensor, apply, unwrap
 
 
 def primitive(forward):
@@ -279,7 +279,7 @@ defvjp(logsumexp, lambda g, ans, x, axis=None, keepdims=False:       # d lse(x)/
 
 def mean(x, axis=None, keepdims=False):
     """The mean over `axis` (composed: sum / count)."""
-    shape = _shape(getattr(x, "data", x))
+    shape = _shape(unwrap(x))
     axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
     n = 1
     for a in axes:
@@ -402,7 +402,7 @@ def _install():
     T.__getitem__ = lambda x, i: getitem(x, _tensor_or_index(i))
     for name in ("lt", "le", "gt", "ge"):           # comparisons give plain boolean arrays
         cmp = getattr(numpy, {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}[name])
-        setattr(T, f"__{name}__", lambda x, y, cmp=cmp: cmp(x.data, getattr(y, "data", y)))
+        setattr(T, f"__{name}__", lambda x, y, cmp=cmp: cmp(x.data, unwrap(y)))
     T.T = property(lambda x: transpose(x))
     T.sum = lambda x, axis=None, keepdims=False: sum(x, axis=axis, keepdims=keepdims)
     T.mean = lambda x, axis=None, keepdims=False: mean(x, axis=axis, keepdims=keepdims)

@@ -69,7 +69,7 @@ class Tensor:
             raise RuntimeError("setitem: cannot change a Tensor in place while it is part of a graph "
                                "(requires_grad=True or made by an op): its old value may still be "
                                "needed for gradients; build a new tensor with td.where or concatenate")
-        self.data[index] = getattr(value, "data", value)
+        self.data[index] = unwrap(value)
 
     def __bool__(self):
         if self.data.size != 1:
@@ -90,7 +90,7 @@ class Tensor:
                                    "shape; only a one-element tensor gets grad=1 by default")
             grad = backend.get_array_module(self.data).ones_like(self.data)
         else:
-            grad = getattr(grad, "data", grad)
+            grad = unwrap(grad)
             xp = backend.get_array_module(self.data)
             grad = xp.array(grad, dtype=self.data.dtype, copy=True)
             if grad.shape != self.shape:
@@ -112,6 +112,11 @@ def _as_float_array(data):
         raise TypeError(f"tensor: expected numbers or an array, got {type(data).__name__}")
     dtype = a.dtype if (a.dtype.kind == "f" and isinstance(data, numpy.generic)) else backend.default_dtype
     return xp.asarray(a, dtype=dtype)
+
+
+def unwrap(x):
+    """The array inside a Tensor; anything else as it is."""
+    return x.data if isinstance(x, Tensor) else x
 
 
 def tensor(data, requires_grad=False):
