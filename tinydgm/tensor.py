@@ -166,17 +166,19 @@ def _module_of(datas):
 
 def _toposort(root):
     """Tensors that lead to `root` and require grad, inputs before outputs (no recursion)."""
-    order, seen, stack = [], {id(root)}, [(root, False)]
+    order, seen, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
             continue
+        if id(node) in seen:          # marked when expanded, not when pushed: a node reached
+            continue                  # again later must still come after all its users
+        seen.add(id(node))
         stack.append((node, True))
         if node._ctx is not None:
             for a in node._ctx[1]:
                 if isinstance(a, Tensor) and a.requires_grad and id(a) not in seen:
-                    seen.add(id(a))
                     stack.append((a, False))
     return order
 
