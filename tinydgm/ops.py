@@ -148,7 +148,7 @@ defvjp(sigmoid, lambda g, ans, x: g * ans * (1 - ans))               # d s(x)/dx
 @primitive
 def softplus(xp, x):
     """log(1 + e^x) = max(x, 0) + log1p(e^-|x|): finite for any x."""
-    out = xp.abs(x)
+    out = xp.asarray(xp.abs(x))         # an array even for 0-d x (NumPy returns a scalar there)
     xp.negative(out, out=out)
     xp.exp(out, out=out)
     xp.log1p(out, out=out)
@@ -159,7 +159,7 @@ defvjp(softplus, lambda g, ans, x: g * _exp(x - ans))                # d softplu
 @primitive
 def log_sigmoid(xp, x):
     """log(1 / (1 + e^-x)) = min(x, 0) - log1p(e^-|x|): finite for any x."""
-    out = xp.abs(x)
+    out = xp.asarray(xp.abs(x))         # an array even for 0-d x
     xp.negative(out, out=out)
     xp.exp(out, out=out)
     xp.log1p(out, out=out)
@@ -196,7 +196,7 @@ def _bool(c):
 @primitive
 def clip(xp, x, a_min, a_max):
     return xp.clip(x, a_min, a_max)
-defvjp(clip, lambda g, ans, x, lo, hi: g * ((x >= lo) & (x <= hi)))  # d clip/dx = [lo <= x <= hi]
+defvjp(clip, lambda g, ans, x, lo, hi: g * ((lo is None or x >= lo) & (hi is None or x <= hi)))  # d clip/dx = [lo <= x <= hi]
 
 
 def _exp(a):
@@ -263,7 +263,7 @@ defvjp(max, lambda g, ans, x, axis=None, keepdims=False:             # d max(x)/
 
 def _max_vjp(g, ans, x, axis, keepdims):
     at_max = x == _keep(ans, x.ndim, axis, keepdims)
-    return _keep(g, x.ndim, axis, keepdims) * at_max / at_max.sum(axis=axis, keepdims=True)
+    return _keep(g, x.ndim, axis, keepdims) * at_max / at_max.sum(axis=axis, keepdims=True, dtype=g.dtype)
 
 
 @primitive
@@ -301,7 +301,7 @@ defvjp(reshape, lambda g, ans, x, shape: g.reshape(x.shape))
 def transpose(xp, x, axes=None):
     return xp.transpose(x, axes)
 defvjp(transpose, lambda g, ans, x, axes=None:
-       _xp(g).transpose(g, None if axes is None else numpy.argsort(axes)))
+       _xp(g).transpose(g, None if axes is None else numpy.argsort([a % x.ndim for a in axes])))
 
 
 @primitive

@@ -142,7 +142,7 @@ def apply(op, args, kw):
         ans = op.forward(xp, *datas, **kw)
     except (ValueError, IndexError, TypeError) as e:
         shapes = " and ".join(str(getattr(d, "shape", type(d).__name__)) for d in datas)
-        raise type(e)(f"{op.name}: inputs of shapes {shapes}: {e}") from None
+        raise _like(e, f"{op.name}: inputs of shapes {shapes}: {e}") from None
     out = Tensor.__new__(Tensor)
     out.data = numpy.asarray(ans) if isinstance(ans, numpy.generic) else ans
     out.grad = None
@@ -153,6 +153,15 @@ def apply(op, args, kw):
         out.requires_grad = False
         out._ctx = None
     return out
+
+
+def _like(e, message):
+    """An exception of e's type saying `message` (a plain TypeError/ValueError where that type
+    cannot be built from a message, e.g. NumPy's _UFuncNoLoopError)."""
+    try:
+        return type(e)(message)
+    except Exception:
+        return (TypeError if isinstance(e, TypeError) else ValueError)(message)
 
 
 def _module_of(datas):
@@ -199,6 +208,8 @@ def _backpropagate(root, grad):
                     g = g.copy()
                 handed_out.add(id(g))
                 node.grad = g
+            if isinstance(node.grad, numpy.generic):       # NumPy gives 0-d results as scalars
+                node.grad = numpy.asarray(node.grad)
             continue
         op, args, kw = node._ctx
         datas = [a.data if isinstance(a, Tensor) else a for a in args]
