@@ -1,5 +1,7 @@
 """Benchmarks: `python scripts/bench.py NAME [options]`, NAME one of the modules in scripts/benchmarks/.
 
+`--threads N` sets the BLAS (and PyTorch) thread count for every library in the run; on a
+shared machine `--threads 1` keeps other processes from making BLAS threads spin.
 Each benchmark measures the things it compares side by side, interleaved in one process, and
 prints ratios (this machine is shared and noisy; absolute seconds are reported, not trusted).
 """
@@ -14,8 +16,14 @@ def main(argv):
     names = sorted(f[:-3].replace("_", "-") for f in os.listdir(os.path.join(HERE, "benchmarks"))
                    if f.endswith(".py") and not f.startswith("_"))
     if not argv or argv[0] not in names:
-        print(f"usage: python scripts/bench.py {{{'|'.join(names)}}} [options]", file=sys.stderr)
+        print(f"usage: python scripts/bench.py {{{'|'.join(names)}}} [--threads N] [options]", file=sys.stderr)
         return 2
+    if "--threads" in argv:           # must be set before NumPy (or PyTorch) is first imported
+        i = argv.index("--threads")
+        n = argv[i + 1]
+        del argv[i:i + 2]
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = n
     sys.path.insert(0, HERE)
     mod = importlib.import_module("benchmarks." + argv[0].replace("-", "_"))
     return mod.main(argv[1:]) or 0

@@ -3,7 +3,7 @@ from tinydgm import backend
 from tinydgm.tensor import Tensor, tensor, no_grad, grad, is_grad_enabled
 from tinydgm.ops import (add, subtract, multiply, divide, negative, power, exp, log, tanh, sigmoid,
                          softplus, log_sigmoid, relu, maximum, where, clip, matmul, linear, sum, max,
-                         logsumexp, mean, reshape, transpose, broadcast_to, getitem, concatenate,
+                         logsumexp, mean, bernoulli_log_prob, reshape, transpose, broadcast_to, getitem, concatenate,
                          stack, split, unbroadcast)
 from tinydgm import check, nn, optim, distributions
 

@@ -127,7 +127,7 @@ class Bernoulli(Distribution):
         value = unwrap(value)
         if self._validate:
             self._check(((value == 0) | (value == 1)).all(), "value must be 0 or 1")
-        return value * self.logits - ops.softplus(self.logits)
+        return ops.bernoulli_log_prob(self.logits, value)
 
     def sample(self, shape=(), rng=None):
         with no_grad():

@@ -199,6 +199,25 @@ def clip(xp, x, a_min, a_max):
 defvjp(clip, lambda g, ans, x, lo, hi: g * ((lo is None or x >= lo) & (hi is None or x <= hi)))  # d clip/dx = [lo <= x <= hi]
 
 
+@primitive
+def bernoulli_log_prob(xp, logits, x):
+    """x l - softplus(l): log Bernoulli(x; sigmoid(l)) from logits in one op (fused: it pays in the VAE)."""
+    out = xp.abs(logits)
+    xp.negative(out, out=out)
+    xp.exp(out, out=out)
+    xp.log1p(out, out=out)
+    out += xp.maximum(logits, 0)                                     # softplus(l)
+    return xp.subtract(x * logits, out, out=out)
+defvjp(bernoulli_log_prob, lambda g, ans, l, x: _bernoulli_vjp(g, l, x), None)
+
+
+def _bernoulli_vjp(g, l, x):
+    s = _xp(l).tanh(l * 0.5)
+    s *= 0.5
+    s += 0.5                                     # sigmoid(l) = (1 + tanh(l/2)) / 2: fewer passes than exp
+    return unbroadcast(g * (x - s), l.shape)     # d/dl [x l - softplus(l)] = x - sigmoid(l)
+
+
 def _exp(a):
     return _xp(a).exp(a)
 

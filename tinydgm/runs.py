@@ -1,0 +1,272 @@
+"""Run directories and the one training loop shared by every `tinydgm train` command.
+
+A run directory holds
+
+    config.json       {"model": kind, ...every option}      (`eval`/`sample` find the model here)
+    metrics.jsonl     one JSON line per epoch: train metrics, plus validation ones when evaluated
+    last.npz, .json   checkpoint at the end of the latest finished epoch (what `--resume` reads)
+    best.npz, .json   checkpoint of the epoch with the best monitored validation value
+    summary.json      the one-line JSON summary printed at the end;  *.png figures
+
+To plug a model in, give `fit` an object with four methods (an EM iteration is an epoch):
+
+    train_epoch(epoch, progress) -> dict   one pass over the data; must hold "loss"; progress in
+                                           [0, 1) is how far through the epochs/time budget we are
+    validate() -> dict                     validation metrics, holding the monitored key
+    state() -> dict                        everything needed to resume bit for bit: arrays (params,
+                                           optimiser moments) and JSON-able values (step counts,
+                                           `rng_state(rng)`), nested in dicts and lists as you like
+    load_state(state)                      the inverse (arrays come back as NumPy arrays)
+
+    run = Run.create(out, {"model": "vae", **options})    # or Run.open(resume_dir)
+    summary = fit(run, trainer, epochs=10, monitor="valid_elbo", mode="max")
+    return run.finish(summary)                            # prints one JSON line; the exit code
+
+`fit` resumes from `last` if the run has one.  Ctrl-C or a non-finite loss (return it, or raise
+`NonFinite` mid-epoch) stops cleanly, keeping the last good checkpoint.  With the same seed an
+epoch-budgeted run resumed any number of times gives the numbers of an uninterrupted one, as long
+as every random draw comes from generators saved in `state()`.  A `minutes` budget makes
+`progress` depend on the clock, so such runs are not bit-reproducible.
+"""
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from tinydgm import backend, checkpoint
+
+
+class RunError(ValueError):
+    """A run directory is missing, or is not what the command expects."""
+
+
+class NonFinite(Exception):
+    """Raised by a trainer when its loss stops being finite."""
+
+
+# ---------------------------------------------------------------- run directory
+
+class Run:
+    """A folder with a run's config, metrics, checkpoints and figures."""
+
+    def __init__(self, path, config):
+        self.dir, self.config = os.fspath(path), config
+
+    @classmethod
+    def create(cls, path, config):
+        path = os.fspath(path)
+        if os.path.exists(os.path.join(path, "config.json")):
+            raise RunError(f"{path}: already holds a run; continue it with --resume {path} "
+                           f"or choose another --out")
+        os.makedirs(path, exist_ok=True)
+        config = {k: v for k, v in config.items() if _jsonable(v)}
+        _write_json(os.path.join(path, "config.json"), config)
+        return cls(path, config)
+
+    @classmethod
+    def open(cls, path, model=None):
+        path = os.fspath(path)
+        file = os.path.join(path, "config.json")
+        if not os.path.isfile(file):
+            raise RunError(f"{path}: not a run directory (expected {file}, written by `tinydgm train`)")
+        try:
+            with open(file) as f:
+                config = json.load(f)
+        except ValueError as e:
+            raise RunError(f"{file}: not valid JSON ({e})") from None
+        if model is not None and config.get("model") != model:
+            raise RunError(f"{file}: a {config.get('model')!r} run; expected a {model!r} run")
+        return cls(path, config)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def log(self, record):
+        with open(self.path("metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def metrics(self):
+        if not os.path.isfile(self.path("metrics.jsonl")):
+            return []
+        with open(self.path("metrics.jsonl")) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def truncate_metrics(self, epochs):
+        """Forget records of epochs >= `epochs` (written after the checkpoint we resume from)."""
+        kept = [r for r in self.metrics() if r["epoch"] < epochs]
+        with open(self.path("metrics.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+
+    def finish(self, summary):
+        """Write summary.json, print the summary as one JSON line, return the exit code."""
+        _write_json(self.path("summary.json"), summary)
+        print(json.dumps(summary), flush=True)
+        return {"done": 0, "nonfinite": 1, "interrupted": 130}.get(summary.get("status"), 0)
+
+
+def _jsonable(v):
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- state <-> checkpoint
+
+def rng_state(rng):
+    """A NumPy Generator's full state, as JSON-able values."""
+    return rng.bit_generator.state
+
+
+def set_rng_state(rng, state):
+    rng.bit_generator.state = state
+
+
+def device_rng(rng):
+    """`rng` itself on the CPU; on the GPU, a view of it whose draws land on the device.
+
+    Training draws from a host NumPy Generator on both backends, so its state can be checkpointed.
+    """
+    return rng if backend.name() == "numpy" else _DeviceRNG(rng)
+
+
+class _DeviceRNG:
+    def __init__(self, rng):
+        self.host = rng
+
+    def standard_normal(self, shape, dtype=np.float32):
+        return backend.asarray(self.host.standard_normal(shape, dtype=dtype))
+
+    def random(self, shape, dtype=np.float32):
+        return backend.asarray(self.host.random(shape, dtype=dtype))
+
+    def permutation(self, n):
+        return backend.asarray(self.host.permutation(n))
+
+
+def _is_array(x):
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, np.generic)
+
+
+def _split(tree, prefix, arrays):
+    """Arrays out into `arrays` (by path), the rest kept as a JSON skeleton."""
+    if _is_array(tree):
+        arrays[prefix] = tree
+        return {"__array__": prefix}
+    if isinstance(tree, dict):
+        return {str(k): _split(v, f"{prefix}/{k}", arrays) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_split(v, f"{prefix}/{i}", arrays) for i, v in enumerate(tree)]
+    return tree.item() if isinstance(tree, np.generic) else tree
+
+
+def _join(skel, arrays):
+    if isinstance(skel, dict):
+        if set(skel) == {"__array__"}:
+            return arrays[skel["__array__"]]
+        return {k: _join(v, arrays) for k, v in skel.items()}
+    if isinstance(skel, list):
+        return [_join(v, arrays) for v in skel]
+    return skel
+
+
+def save_state(path, state, loop=None):
+    arrays = {}
+    skel = _split(state, "", arrays)
+    return checkpoint.save(path, arrays, {"state": skel, "loop": loop or {}})
+
+
+def load_state(path):
+    """(state, loop) from a checkpoint written by `save_state`."""
+    arrays, meta = checkpoint.load(path)
+    if "state" not in meta:
+        raise checkpoint.CheckpointError(f"{path}.npz: no trainer state in its metadata")
+    return _join(meta["state"], arrays), meta.get("loop", {})
+
+
+# ---------------------------------------------------------------- the training loop
+
+def _finite(v):
+    return v is None or math.isfinite(v)
+
+
+def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_loss", mode="min",
+        quiet=False):
+    """Train until `epochs` or `minutes` run out; checkpoint, log and resume. Returns the summary."""
+    if epochs is None and minutes is None:
+        raise ValueError("fit: give epochs, minutes or both")
+    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+    loop = {"epoch": 0, "elapsed_s": 0.0, "best": None, "best_epoch": None}
+    if checkpoint.exists(run.path("last")):
+        state, loop = load_state(run.path("last"))
+        trainer.load_state(state)
+        run.truncate_metrics(loop["epoch"])
+    budget = None if minutes is None else 60.0 * minutes
+    status, last, saved = "done", {}, loop["epoch"]
+    bar = tqdm(total=epochs, initial=loop["epoch"], unit="epoch", disable=quiet, dynamic_ncols=True,
+               desc=os.path.basename(run.dir.rstrip("/")))
+
+    def out_of_budget(done, elapsed):
+        return (epochs is not None and done >= epochs) or (budget is not None and elapsed >= budget)
+
+    try:
+        while not out_of_budget(loop["epoch"], loop["elapsed_s"]):
+            epoch, t0 = loop["epoch"], time.perf_counter()
+            progress = max(epoch / epochs if epochs else 0.0,
+                           loop["elapsed_s"] / budget if budget else 0.0)
+            record = {"epoch": epoch, **trainer.train_epoch(epoch, progress)}
+            if not _finite(record.get("loss")):
+                raise NonFinite(record["loss"])
+            if (epoch + 1) % eval_every == 0 or out_of_budget(
+                    epoch + 1, loop["elapsed_s"] + time.perf_counter() - t0):
+                record.update(trainer.validate())
+                if not _finite(record[monitor]):
+                    raise NonFinite(f"validation {monitor} = {record[monitor]}")
+            loop["elapsed_s"] += time.perf_counter() - t0
+            loop["epoch"] = epoch + 1
+            record["time_s"] = round(loop["elapsed_s"], 3)
+            if monitor in record and (loop["best"] is None or better(record[monitor], loop["best"])):
+                loop["best"], loop["best_epoch"] = record[monitor], epoch
+                save_state(run.path("best"), trainer.state(), loop)
+            run.log(record)
+            save_state(run.path("last"), trainer.state(), loop)
+            saved, last = loop["epoch"], record
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
+                             if k in ("loss", monitor) and isinstance(v, float)})
+    except KeyboardInterrupt:
+        status = "interrupted"
+        _say(f"interrupted in epoch {saved + 1}; {_kept(run, saved)}; continue with "
+             f"--resume {run.dir}")
+    except NonFinite as e:
+        status = "nonfinite"
+        _say(f"stopped: non-finite loss ({e}) in epoch {saved + 1}; {_kept(run, saved)}")
+    finally:
+        bar.close()
+    return {"run": run.dir, "model": run.config.get("model"), "status": status,
+            "epochs": saved, "time_s": round(loop["elapsed_s"], 1),
+            "best_epoch": loop["best_epoch"], monitor: loop["best"],
+            "last": {k: v for k, v in last.items() if k != "epoch"}}
+
+
+def _kept(run, saved):
+    if not checkpoint.exists(run.path("last")):
+        return "no checkpoint was written yet"
+    return f"kept the last good checkpoint (after epoch {saved}) in {run.path('last.npz')}"
+
+
+def _say(line):
+    print(f"tinydgm: {line}", file=sys.stderr, flush=True)
