@@ -207,7 +207,7 @@ def bernoulli_log_prob(xp, logits, x):
     xp.exp(out, out=out)
     xp.log1p(out, out=out)
     out += xp.maximum(logits, 0)                                     # softplus(l)
-    return xp.subtract(x * logits, out, out=out)
+    return x * logits - out
 defvjp(bernoulli_log_prob, lambda g, ans, l, x: _bernoulli_vjp(g, l, x), None)
 
 
