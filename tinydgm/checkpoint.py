@@ -51,6 +51,10 @@ def save(path, arrays, meta=None):
         raise ValueError(f"checkpoint.save: array name {META_KEY!r} is reserved")
     text = json.dumps(meta, indent=1, sort_keys=True)
     host = {name: _host(a) for name, a in arrays.items()}
+    for name, a in host.items():
+        if a.dtype.hasobject:
+            raise ValueError(f"checkpoint.save: array {name!r} holds Python objects; only numeric "
+                             f"arrays can be saved without pickle")
     host[META_KEY] = np.array(text)
     _atomic_write(stem + ".npz", lambda f: np.savez(f, **host))
     _atomic_write(stem + ".json", lambda f: f.write(text.encode() + b"\n"))

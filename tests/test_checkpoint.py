@@ -1,0 +1,66 @@
+"""Checkpoints: round trip, no pickle, atomic replacement, clear errors naming the file."""
+import os
+
+import numpy as np
+import pytest
+
+from tinydgm import checkpoint
+from tinydgm.checkpoint import CheckpointError
+
+
+def test_round_trip(tmp_path):
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "t": np.array([3.0])}
+    meta = {"epoch": 4, "rng": {"state": 2 ** 100 + 7, "inc": 3}}
+    path = checkpoint.save(tmp_path / "last", arrays, meta)
+    assert path.endswith("last.npz") and os.path.isfile(tmp_path / "last.json")
+    got, got_meta = checkpoint.load(tmp_path / "last")
+    assert got_meta == meta and set(got) == set(arrays)
+    for k in arrays:
+        assert got[k].dtype == arrays[k].dtype
+        np.testing.assert_array_equal(got[k], arrays[k])
+
+
+def test_replaces_atomically_and_leaves_no_temporaries(tmp_path):
+    checkpoint.save(tmp_path / "c", {"a": np.zeros(3)}, {"v": 1})
+    checkpoint.save(tmp_path / "c", {"a": np.ones(3)}, {"v": 2})
+    assert sorted(os.listdir(tmp_path)) == ["c.json", "c.npz"]
+    arrays, meta = checkpoint.load(tmp_path / "c.npz")
+    assert meta == {"v": 2} and arrays["a"].sum() == 3
+
+
+def test_failed_write_keeps_old(tmp_path, monkeypatch):
+    checkpoint.save(tmp_path / "c", {"a": np.zeros(3)}, {"v": 1})
+
+    def boom(f, **kw):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path / "c", {"a": np.ones(3)}, {"v": 2})
+    assert sorted(os.listdir(tmp_path)) == ["c.json", "c.npz"]
+    assert checkpoint.load(tmp_path / "c")[1] == {"v": 1}
+
+
+def test_refuses_objects(tmp_path):
+    with pytest.raises(ValueError, match="Python objects"):
+        checkpoint.save(tmp_path / "c", {"a": np.array([{}, 1], dtype=object)})
+
+
+def test_missing(tmp_path):
+    with pytest.raises(CheckpointError, match="nothere.npz: checkpoint not found"):
+        checkpoint.load(tmp_path / "nothere")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04garbage"])
+def test_corrupt(tmp_path, content):
+    (tmp_path / "c.npz").write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"c\.npz: not a readable tinydgm checkpoint"):
+        checkpoint.load(tmp_path / "c")
+
+
+def test_truncated(tmp_path):
+    checkpoint.save(tmp_path / "c", {"a": np.arange(1000.0)}, {"v": 1})
+    raw = (tmp_path / "c.npz").read_bytes()
+    (tmp_path / "c.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match="c.npz"):
+        checkpoint.load(tmp_path / "c")

@@ -1,0 +1,101 @@
+"""The shared training loop: resume = uninterrupted, Ctrl-C and non-finite losses stop cleanly."""
+import json
+
+import numpy as np
+import pytest
+
+from tinydgm import runs
+
+
+class Toy:
+    """A 'model' whose epochs consume random numbers: a noisy walk towards zero."""
+
+    def __init__(self, seed=0, fail_at=None, nan_at=None):
+        self.w = np.full(3, 5.0)
+        self.opt = {"m": np.zeros(3), "t": 0}
+        self.rng = np.random.default_rng(seed)
+        self.fail_at, self.nan_at = fail_at, nan_at
+
+    def train_epoch(self, epoch, progress):
+        if epoch == self.fail_at:
+            self.w += 100.0                                  # half-done work that must not be kept
+            raise KeyboardInterrupt
+        self.opt["t"] += 1
+        self.opt["m"] = 0.9 * self.opt["m"] + self.w
+        self.w = self.w - 0.1 * self.opt["m"] + 0.1 * self.rng.standard_normal(3)
+        loss = float("nan") if epoch == self.nan_at else float((self.w ** 2).sum())
+        return {"loss": loss, "progress": progress}
+
+    def validate(self):
+        return {"valid_loss": float(np.abs(self.w).sum())}
+
+    def state(self):
+        return {"w": self.w, "opt": self.opt, "rng": runs.rng_state(self.rng)}
+
+    def load_state(self, state):
+        self.w = state["w"]
+        self.opt = {"m": state["opt"]["m"], "t": state["opt"]["t"]}
+        runs.set_rng_state(self.rng, state["rng"])
+
+
+def records(run):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in run.metrics()]
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    full = runs.Run.create(tmp_path / "full", {"model": "toy"})
+    s = runs.fit(full, Toy(), epochs=6, quiet=True)
+    assert s["status"] == "done" and s["epochs"] == 6
+
+    part = runs.Run.create(tmp_path / "part", {"model": "toy"})
+    s = runs.fit(part, Toy(fail_at=2), epochs=6, quiet=True)
+    assert s["status"] == "interrupted" and s["epochs"] == 2
+    s = runs.fit(runs.Run.open(part.dir), Toy(seed=99, fail_at=4), epochs=6, quiet=True)
+    assert s["epochs"] == 4
+    part.log({"epoch": 4, "loss": 0.0})                     # a record written after the checkpoint
+    s = runs.fit(runs.Run.open(part.dir), Toy(seed=123), epochs=6, quiet=True)
+    assert s["status"] == "done" and s["epochs"] == 6
+    assert records(part) == records(full)
+    a, _ = runs.load_state(full.path("last"))
+    b, _ = runs.load_state(part.path("last"))
+    np.testing.assert_array_equal(a["w"], b["w"])
+    assert a["rng"] == b["rng"]
+
+
+def test_best_checkpoint_and_eval_every(tmp_path):
+    run = runs.Run.create(tmp_path / "r", {"model": "toy"})
+    s = runs.fit(run, Toy(), epochs=5, eval_every=2, quiet=True)
+    evaluated = [r["epoch"] for r in run.metrics() if "valid_loss" in r]
+    assert evaluated == [1, 3, 4]                           # every 2nd epoch, and the last
+    best = min((r["valid_loss"], r["epoch"]) for r in run.metrics() if "valid_loss" in r)
+    assert (s["valid_loss"], s["best_epoch"]) == best
+    _, loop = runs.load_state(run.path("best"))
+    assert loop["best_epoch"] == best[1] and loop["epoch"] == best[1] + 1
+
+
+def test_nonfinite_stops_cleanly(tmp_path, capsys):
+    run = runs.Run.create(tmp_path / "r", {"model": "toy"})
+    s = runs.fit(run, Toy(nan_at=3), epochs=6, quiet=True)
+    assert s["status"] == "nonfinite" and s["epochs"] == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite loss (nan) in epoch 4" in err[0] and "last.npz" in err[0]
+    state, loop = runs.load_state(run.path("last"))
+    assert loop["epoch"] == 3 and np.isfinite(state["w"]).all()
+    assert run.finish(s) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "nonfinite"
+
+
+def test_time_budget(tmp_path):
+    run = runs.Run.create(tmp_path / "r", {"model": "toy"})
+    s = runs.fit(run, Toy(), minutes=1e-9, quiet=True)
+    assert s["status"] == "done" and s["epochs"] == 1 and "valid_loss" in run.metrics()[-1]
+
+
+def test_run_directory_errors(tmp_path):
+    runs.Run.create(tmp_path / "r", {"model": "toy", "f": print})   # unserialisable options dropped
+    with pytest.raises(runs.RunError, match="already holds a run"):
+        runs.Run.create(tmp_path / "r", {"model": "toy"})
+    with pytest.raises(runs.RunError, match="not a run directory"):
+        runs.Run.open(tmp_path / "nothing")
+    with pytest.raises(runs.RunError, match="a 'toy' run; expected a 'vae' run"):
+        runs.Run.open(tmp_path / "r", model="vae")

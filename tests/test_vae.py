@@ -1,0 +1,107 @@
+"""The VAE: hand-derived gradient = engine gradient, the IWAE bound, and iw_nll's exact chunking."""
+import numpy as np
+import pytest
+
+import tinydgm as td
+from tinydgm.metrics import active_units, iw_nll
+from tinydgm.models import vae_by_hand as hand
+from tinydgm.models.vae import VAE, learning_rate
+
+ENGINE_NAMES = [f"{net}.layers.{i}.{w}" for net in ("encoder", "decoder") for i in range(3)
+                for w in ("weight", "bias")]
+
+
+def test_same_init_as_hand_params():
+    model = VAE(rng=np.random.default_rng(3), dtype=np.float64)
+    params = hand.init_params(np.random.default_rng(3), dtype=np.float64)
+    for name, p in zip(ENGINE_NAMES, hand.PARAM_NAMES):
+        np.testing.assert_array_equal(model.state_dict()[name], params[p])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hand_gradient_equals_engine(seed):
+    """The slides' gradient (vae_by_hand) = the engine's, default architecture, float64, 1e-10."""
+    rng = np.random.default_rng(seed)
+    model = VAE(rng=np.random.default_rng(seed), dtype=np.float64)
+    for p in model.parameters():                              # move away from the init a little
+        p.data += 0.05 * rng.standard_normal(p.shape)
+    x = (rng.random((7, 784)) < 0.3).astype(np.float64)
+    loss = -td.mean(model.elbo(x, rng=np.random.default_rng(10 + seed)))
+    loss.backward()
+    params = {h: model.state_dict()[e] for e, h in zip(ENGINE_NAMES, hand.PARAM_NAMES)}
+    eps = np.random.default_rng(10 + seed).standard_normal((7, 50))
+    hand_loss, grads = hand.loss_and_grads(params, x, eps)
+    assert abs(hand_loss - loss.item()) <= 1e-10 * abs(hand_loss)
+    for (name, p), h in zip(model.named_parameters(), hand.PARAM_NAMES):
+        err = np.abs(p.grad - grads[h]).max() / np.abs(grads[h]).max()
+        assert err < 1e-10, f"{name} vs {h}: relative error {err:.2e}"
+
+
+def test_hand_step_float32_and_reuses_buffers():
+    params = hand.init_params(np.random.default_rng(0))
+    x = (np.random.default_rng(1).random((20, 784)) < 0.3).astype(np.float32)
+    eps = np.random.default_rng(2).standard_normal((20, 50), dtype=np.float32)
+    work, grads = {}, {n: np.empty_like(p) for n, p in params.items()}
+    opt = hand.Adam(params)
+    loss0 = hand.train_step(params, opt, x, eps, grads, work)
+    ids = {k: id(v) for k, v in work.items() if isinstance(v, np.ndarray)}
+    for _ in range(20):
+        loss = hand.train_step(params, opt, x, eps, grads, work)
+    assert all(v.dtype == np.float32 for v in params.values()) and loss < loss0
+    assert {k: id(v) for k, v in work.items() if isinstance(v, np.ndarray)} == ids
+
+
+def small_model(seed=0):
+    return VAE(x_dim=12, hidden=(8,), z_dim=3, rng=np.random.default_rng(seed), dtype=np.float64)
+
+
+def test_encode_decode_shapes():
+    model = small_model()
+    x = (np.random.default_rng(0).random((5, 12)) < 0.5).astype(np.float64)
+    q = model.encode(x)
+    assert q.loc.shape == q.scale.shape == (5, 3)
+    assert model.decode(q.loc).logits.shape == (5, 12)
+    assert model.elbo(x).shape == (5,) and model.iwae_bound(x, 4).shape == (5,)
+    assert model.sample(6, np.random.default_rng(0)).shape == (6, 12)
+    r = model.reconstruct(x).data
+    assert r.shape == (5, 12) and ((r > 0) & (r < 1)).all()
+
+
+def test_iwae_bound_tightens_with_k():
+    """E[L_1] <= E[L_10] <= E[L_100] (Burda et al. 2016, Thm. 1), within standard errors."""
+    model = small_model(1)
+    x = (np.random.default_rng(0).random((50, 12)) < 0.5).astype(np.float64)
+    rng = np.random.default_rng(0)
+    with td.no_grad():
+        means = [np.mean([model.iwae_bound(x, k, rng=rng).data.mean() for _ in range(20)])
+                 for k in (1, 10, 100)]
+    assert means[0] < means[1] < means[2]
+
+
+def test_iw_nll_chunks_exactly():
+    """k samples drawn in chunks give the same L_k as one draw of k (same random stream)."""
+    model = small_model(2)
+    x = (np.random.default_rng(0).random((9, 12)) < 0.5).astype(np.float64)
+    with td.no_grad():
+        whole = -model.iwae_bound(x, 12, rng=np.random.default_rng(5)).data.mean()
+    chunked = iw_nll(model, td.tensor(x), 12, rng=np.random.default_rng(5), chunk=4,
+                     batch_size=9, progress=False)
+    assert abs(whole - chunked) < 1e-9
+
+
+def test_active_units():
+    mu = np.zeros((100, 4))
+    mu[:, 1] = np.random.default_rng(0).standard_normal(100)
+    mu[:, 3] = 0.05 * np.random.default_rng(1).standard_normal(100)     # variance 0.0025 < 0.01
+    assert active_units(mu) == 1
+
+
+def test_schedules():
+    assert learning_rate("constant", 1e-3, 50, 0.9) == 1e-3
+    assert learning_rate("anneal", 1e-3, 0, 0.3) == 1e-3
+    assert learning_rate("anneal", 1e-3, 0, 0.999) == pytest.approx(1e-5, rel=0.02)
+    # Burda et al. 2016, App. D: 3^i epochs at 1e-3 * 10^(-i/7)
+    assert learning_rate("burda", 1e-3, 0, 0) == 1e-3
+    assert learning_rate("burda", 1e-3, 1, 0) == learning_rate("burda", 1e-3, 3, 0) == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert learning_rate("burda", 1e-3, 4, 0) == pytest.approx(1e-3 * 10 ** (-2 / 7))
+    assert learning_rate("burda", 1e-3, 3279, 0) == pytest.approx(1e-4)
