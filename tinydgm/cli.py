@@ -11,6 +11,10 @@ import json
 import os
 import sys
 
+from tinydgm.checkpoint import CheckpointError
+from tinydgm.datasets import DataError
+from tinydgm.runs import RunError
+
 MODELS = {"vae": "tinydgm.models.vae",
           "wake-sleep": "tinydgm.models.wake_sleep",
           "loglinear": "tinydgm.models.loglinear"}
@@ -74,5 +78,8 @@ def main(argv=None):
         mod.add_sample_arguments(sub)
         return mod.sample(p.parse_args(argv)) or 0
     except UserError as e:
+        print(f"tinydgm: error: {e}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError, RunError) as e:     # a bad data file, checkpoint or run directory
         print(f"tinydgm: error: {e}", file=sys.stderr)
         return 2
