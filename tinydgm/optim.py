@@ -77,23 +77,23 @@ class Adam(Optimizer):
         self.t += 1
         t = float(self.t[0])
         c1, c2 = 1 - b1 ** t, math.sqrt(1 - b2 ** t)
+        step, eps = self.lr * c2 / c1, self.eps * c2      # bias corrections folded into lr and eps
         for p, m, v, buf in zip(self.params, self.m, self.v, self.buf):
             g = p.grad
             if g is None:
                 continue
             xp = backend.get_array_module(g)
-            m *= b1                                    # m <- b1 m + (1 - b1) g
-            xp.multiply(g, 1 - b1, out=buf)
+            xp.subtract(g, m, out=buf)                 # m <- m + (1 - b1)(g - m) = b1 m + (1 - b1) g
+            buf *= 1 - b1
             m += buf
-            v *= b2                                    # v <- b2 v + (1 - b2) g^2
-            xp.multiply(g, g, out=buf)
+            xp.multiply(g, g, out=buf)                 # v <- v + (1 - b2)(g^2 - v)
+            buf -= v
             buf *= 1 - b2
             v += buf
             xp.sqrt(v, out=buf)                        # p <- p - lr m_hat / (sqrt(v_hat) + eps)
-            buf *= 1 / c2
-            buf += self.eps
+            buf += eps
             xp.divide(m, buf, out=buf)
-            buf *= -self.lr / c1
+            buf *= -step
             p.data += buf
 
     def _buffers(self):
