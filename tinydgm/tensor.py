@@ -201,6 +201,8 @@ def _backpropagate(root, grad):
         if g is None:
             continue
         if node._ctx is None:                              # a leaf: accumulate
+            if g.dtype != node.data.dtype:                 # a leaf's grad has the leaf's dtype, even
+                g = g.astype(node.data.dtype)              # where it met a float64 constant on the way
             if node.grad is not None:
                 node.grad = node.grad + g
             else:
@@ -259,7 +261,7 @@ def grad(f, argnums=0):
     def gradient(*args, **kwargs):
         args = list(args)
         for i in nums:
-            args[i] = Tensor(getattr(args[i], "data", args[i]), requires_grad=True)
+            args[i] = Tensor(unwrap(args[i]), requires_grad=True)
         with _enabled():
             out = f(*args, **kwargs)
         if not isinstance(out, Tensor) or out.data.size != 1:

@@ -1,0 +1,310 @@
+"""Graph semantics: reuse, diamonds, deep chains, no_grad, detach, accumulation, errors, aliasing."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinydgm as td
+from tinydgm.backend import to_numpy
+from tinydgm.check import gradcheck
+
+
+def leaf(xp, values, dtype=np.float64):
+    return td.tensor(xp.asarray(values, dtype=dtype), requires_grad=True)
+
+
+# =============================================================================================
+# Shapes of graphs
+# =============================================================================================
+
+def test_reuse_of_a_tensor(xp):
+    x = leaf(xp, [1.0, -2.0, 3.0])
+    (x * x).sum().backward()
+    np.testing.assert_allclose(to_numpy(x.grad), [2, -4, 6])               # d x^2 = 2x
+    x.zero_grad()
+    (x + x * x).sum().backward()
+    np.testing.assert_allclose(to_numpy(x.grad), [3, -3, 7])               # 1 + 2x
+    x.zero_grad()
+    (x * x + x).sum().backward()                                           # same, other order
+    np.testing.assert_allclose(to_numpy(x.grad), [3, -3, 7])
+
+
+@pytest.mark.parametrize("order", ["b + a", "a + b"])
+def test_diamond(xp, order):
+    x = leaf(xp, [1.0, 2.0])
+    b = x * 2
+    a = b * 3                              # x -> b -> a, and b -> out directly: b has two users
+    out = b + a if order == "b + a" else a + b
+    out.sum().backward()
+    np.testing.assert_allclose(to_numpy(x.grad), [8, 8])
+
+
+def test_wide_diamond(xp):
+    x = leaf(xp, [0.5])
+    h = td.tanh(x)
+    branches = [h * k for k in range(1, 6)]
+    total = branches[0]
+    for b in branches[1:]:
+        total = total + b * h
+    total.sum().backward()
+    t = np.tanh(0.5)
+    expected = (1 + sum(2 * k * t for k in range(2, 6))) * (1 - t * t)
+    np.testing.assert_allclose(to_numpy(x.grad), [expected])
+
+
+PROGRAM_OPS = {     # bounded on [-1, 1], so any program stays well scaled for gradcheck
+    "mean": lambda a, b: (a + b) * 0.5,
+    "half_difference": lambda a, b: (a - b) * 0.5,
+    "product": lambda a, b: a * b,
+    "tanh": lambda a, b: td.tanh(a + b),
+    "swap_sum": lambda a, b: td.sum(a, axis=0, keepdims=True) * 0.25 + b,
+}
+
+
+@settings(max_examples=30)
+@given(n_inputs=st.integers(1, 3),
+       steps=st.lists(st.tuples(st.sampled_from(sorted(PROGRAM_OPS)), st.integers(0, 99), st.integers(0, 99)),
+                      min_size=1, max_size=12),
+       data=st.data())
+def test_random_programs_with_shared_nodes(xp, n_inputs, steps, data):
+    """Random DAGs in which every node may feed any later one: the gradient of the sum of all
+    nodes must pass gradcheck whatever the order in which nodes are reused."""
+    xs = [data.draw(hnp.arrays(np.float64, (2, 3), elements=st.floats(-1, 1)), label=f"x{i}")
+          for i in range(n_inputs)]
+
+    def program(*inputs):
+        nodes = list(inputs)
+        for op, i, j in steps:
+            nodes.append(PROGRAM_OPS[op](nodes[i % len(nodes)], nodes[j % len(nodes)]))
+        return td.stack([n.sum() for n in nodes])
+    assert gradcheck(program, *[xp.asarray(x) for x in xs])
+
+
+def test_chain_of_100000_ops_backpropagates(xp):
+    x = leaf(xp, [1.5, -2.0])
+    y = x
+    for _ in range(100_000):
+        y = -y                                        # an even number of negations
+    y.sum().backward()
+    np.testing.assert_array_equal(to_numpy(x.grad), [1, 1])
+    del y                                             # freeing the chain must not recurse either
+
+
+def test_deep_graph_with_reuse(xp):
+    x = leaf(xp, [0.3])
+    y = x
+    for _ in range(20_000):
+        y = y * 0.5 + y * 0.5                         # every node used twice
+    y.sum().backward()
+    np.testing.assert_allclose(to_numpy(x.grad), [1.0])
+
+
+# =============================================================================================
+# Recording on and off
+# =============================================================================================
+
+def test_no_grad_records_nothing(xp):
+    x = leaf(xp, [1.0, 2.0])
+    with td.no_grad():
+        assert not td.is_grad_enabled()
+        y = td.tanh(x * 2).sum()
+    assert td.is_grad_enabled()
+    assert not y.requires_grad and y._ctx is None
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.backward()
+
+
+def test_no_grad_restores_after_an_error_and_nests(xp):
+    with pytest.raises(ZeroDivisionError):
+        with td.no_grad():
+            1 / 0
+    assert td.is_grad_enabled()
+    with td.no_grad():
+        with td.no_grad():
+            pass
+        assert not td.is_grad_enabled()
+    assert td.is_grad_enabled()
+
+
+def test_detach(xp):
+    x = leaf(xp, [1.0, 2.0])
+    d = x.detach()
+    assert not d.requires_grad and d._ctx is None
+    np.testing.assert_array_equal(to_numpy(d), [1, 2])
+    (x * d).sum().backward()                          # d is a constant: d(x*d)/dx = d
+    np.testing.assert_array_equal(to_numpy(x.grad), [1, 2])
+    assert d.grad is None
+    y = (x * 3).detach()
+    assert not y.requires_grad and y._ctx is None
+
+
+def test_gradients_accumulate_across_backward_calls_until_zero_grad(xp):
+    x = leaf(xp, [1.0, 2.0])
+    y = (x * x).sum()
+    y.backward()
+    first = x.grad
+    y.backward()                                      # the graph can be walked again
+    np.testing.assert_array_equal(to_numpy(x.grad), [4, 8])
+    np.testing.assert_array_equal(to_numpy(first), [2, 4])      # the first gradient was not changed in place
+    x.zero_grad()
+    assert x.grad is None
+    (x * 3).sum().backward()
+    np.testing.assert_array_equal(to_numpy(x.grad), [3, 3])
+
+
+def test_float32_leaf_gets_float32_grad_from_float64_constants(xp):
+    x = leaf(xp, [1.0, 2.0], np.float32)
+    (x * xp.asarray([3.0, 4.0])).sum().backward()        # the product is float64
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(to_numpy(x.grad), [3, 4])
+    g = td.grad(lambda x: (x * x).sum())(xp.asarray([1.0, 2.0], dtype=np.float32))
+    assert g.dtype == np.float32
+
+
+def test_grad_of_a_float64_array_is_computed_in_float64(xp):
+    x = xp.asarray([1.0, 1e-9])
+    g = td.grad(lambda x: (x * x).sum())(x)
+    assert g.dtype == np.float64
+    np.testing.assert_array_equal(to_numpy(g), [2.0, 2e-9])
+    strided = xp.asarray([1.0, 5.0, 3.0])[::2]
+    np.testing.assert_array_equal(to_numpy(td.grad(lambda x: (x * x).sum())(strided)), [2, 6])
+
+
+def test_only_leaves_get_grad(xp):
+    x = leaf(xp, [1.0, 2.0])
+    c = td.tensor(xp.asarray([5.0, 6.0]))             # requires_grad=False
+    h = x * c
+    h.sum().backward()
+    assert c.grad is None and h.grad is None
+    np.testing.assert_array_equal(to_numpy(x.grad), [5, 6])
+
+
+def test_float32_graph_gives_float32_grads(xp):
+    x = leaf(xp, [[1.0, 2.0]], np.float32)
+    w = leaf(xp, [[0.5], [0.25]], np.float32)
+    loss = td.softplus(x @ w).mean() + td.logsumexp(x, axis=1).sum() + td.max(x) * 0.5
+    loss.backward()
+    assert loss.dtype == np.float32 and x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+
+
+# =============================================================================================
+# backward's errors and aliasing
+# =============================================================================================
+
+def test_backward_on_a_non_scalar_needs_grad(xp):
+    x = leaf(xp, [1.0, 2.0])
+    y = x * 2
+    with pytest.raises(RuntimeError, match=r"shape \(2,\).*grad"):
+        y.backward()
+    with pytest.raises(ValueError, match=r"grad has shape \(3,\), expected \(2,\)"):
+        y.backward(xp.ones(3))
+    y.backward(xp.asarray([1.0, 10.0]))
+    np.testing.assert_array_equal(to_numpy(x.grad), [2, 20])
+
+
+def test_one_element_tensor_gets_grad_one(xp):
+    x = leaf(xp, [[3.0]])
+    (x * 2).backward()
+    np.testing.assert_array_equal(to_numpy(x.grad), [[2]])
+    s = leaf(xp, 2.0)
+    (s * s).backward()
+    assert s.grad.shape == () and float(s.grad) == 4.0 and isinstance(s.grad, xp.ndarray)
+
+
+def test_setitem_on_a_tensor_in_a_graph_fails_loudly(xp):
+    x = leaf(xp, [1.0, 2.0])
+    with pytest.raises(RuntimeError, match="in place.*graph"):
+        x[0] = 5.0
+    y = x * 2
+    with pytest.raises(RuntimeError, match="in place.*graph"):
+        y[1] = 0.0
+    np.testing.assert_array_equal(to_numpy(y), [2, 4])
+    plain = td.tensor(xp.asarray([1.0, 2.0]))          # not in a graph: allowed
+    plain[0] = 7.0
+    np.testing.assert_array_equal(to_numpy(plain), [7, 2])
+
+
+def test_leaf_grads_never_alias_each_other_or_the_users_grad(xp):
+    x, y = leaf(xp, [1.0, 2.0]), leaf(xp, [3.0, 4.0])
+    g = xp.asarray([1.0, 1.0])
+    (x + y).backward(g)                                # add hands g through unchanged to both
+    x.grad[0] = 100.0
+    assert float(y.grad[0]) == 1.0 and float(g[0]) == 1.0
+    g[1] = -5.0
+    assert float(x.grad[1]) == 1.0 and float(y.grad[1]) == 1.0
+
+    a = leaf(xp, [[1.0, 2.0]])
+    g2 = xp.ones((2, 1))
+    a.reshape(2, 1).backward(g2)                       # reshape's gradient is a view of g
+    a.grad[0, 0] = 9.0
+    assert float(g2[0, 0]) == 1.0
+    b = leaf(xp, [1.0, 2.0, 3.0])
+    b.sum().backward()                                 # sum's gradient is a broadcast view
+    b.grad[0] = 9.0                                    # ... and must still be writable
+    assert to_numpy(b.grad).tolist() == [9, 1, 1]
+
+
+def test_leaf_used_twice_through_pass_through_ops(xp):
+    x = leaf(xp, [1.0, 2.0])
+    (x + x).sum().backward()
+    np.testing.assert_array_equal(to_numpy(x.grad), [2, 2])
+
+
+# =============================================================================================
+# Tensors meeting arrays, td.tensor, td.grad
+# =============================================================================================
+
+def test_ndarray_on_the_left_gives_a_tensor(xp):
+    x = leaf(xp, [1.0, 2.0])
+    a = xp.asarray([3.0, 4.0])
+    for out, want in [(a * x, [3, 8]), (a + x, [4, 6]), (a - x, [2, 2]), (a / x, [3, 2]), (a @ x, 11)]:
+        assert isinstance(out, td.Tensor) and out.requires_grad
+        np.testing.assert_allclose(to_numpy(out), want)
+    (a * x).sum().backward()
+    np.testing.assert_array_equal(to_numpy(x.grad), [3, 4])
+
+
+def test_tensor_dtype_rules(xp):
+    assert td.tensor(np.ones(3, dtype=np.float64)).dtype == np.float64
+    assert td.tensor(np.ones(3, dtype=np.float32)).dtype == np.float32
+    assert td.tensor([1.0, 2.0]).dtype == np.float32
+    assert td.tensor([1, 2]).dtype == np.float32
+    assert td.tensor(3).dtype == np.float32
+    assert td.tensor(3.5).dtype == np.float32
+    assert td.tensor(np.arange(3)).dtype == np.float32
+    assert td.tensor(np.array([True, False])).dtype == np.float32
+    assert td.tensor(xp.ones(2, dtype=np.float64)).dtype == np.float64
+    t = td.tensor([[1, 2], [3, 4]], requires_grad=True)
+    assert t.requires_grad and t.shape == (2, 2) and t.ndim == 2 and t.size == 4 and len(t) == 2
+    assert isinstance(t.data, xp.ndarray)
+    assert td.tensor(2.5).item() == 2.5
+    with pytest.raises(ValueError, match="one-element"):
+        t.item()
+    with pytest.raises(TypeError):
+        td.tensor({"a": 1})
+    np.testing.assert_array_equal(t.numpy(), [[1, 2], [3, 4]])
+    assert "requires_grad=True" in repr(t)
+
+
+def test_grad_function_with_argnums(xp):
+    def f(x, y, k=1.0):
+        return (x * x * y).sum() * k
+
+    x, y = xp.asarray([1.0, 2.0]), xp.asarray([3.0, 4.0])
+    gx = td.grad(f)(x, y)
+    assert isinstance(gx, xp.ndarray) and gx.dtype == np.float64
+    np.testing.assert_allclose(to_numpy(gx), [6, 16])                    # 2xy
+    gy = td.grad(f, argnums=1)(x, y, k=2.0)
+    np.testing.assert_allclose(to_numpy(gy), [2, 8])                     # 2 x^2
+    gx, gy = td.grad(f, argnums=(0, 1))(x, y)
+    np.testing.assert_allclose(to_numpy(gx), [6, 16])
+    np.testing.assert_allclose(to_numpy(gy), [1, 4])
+    (g,) = td.grad(f, argnums=(1,))(x, y)
+    np.testing.assert_allclose(to_numpy(g), [1, 4])
+    np.testing.assert_array_equal(to_numpy(x), [1, 2])                   # inputs untouched
+    with td.no_grad():                                                   # works inside no_grad too
+        np.testing.assert_allclose(to_numpy(td.grad(f)(x, y)), [6, 16])
+    zero = td.grad(lambda x, y: (td.tensor(y) * 2).sum())(x, y)          # f does not depend on x
+    np.testing.assert_array_equal(to_numpy(zero), [0, 0])
+    with pytest.raises(ValueError, match="one-element"):
+        td.grad(lambda x: x * 2)(x)
