@@ -21,6 +21,23 @@ def _rng(rng):
     return backend.rng() if rng is None else rng
 
 
+def _size(shape, batch_shape):
+    """The array shape of `shape` draws: sample shape (an int or a tuple) + batch shape."""
+    return ((shape,) if isinstance(shape, int) else tuple(shape)) + tuple(batch_shape)
+
+
+def _like(a, like):
+    """`a` moved to the array module of `like` (a NumPy generator may feed CuPy parameters)."""
+    return backend.get_array_module(like).asarray(a)
+
+
+def _weighted(w, t):
+    """w * t with the convention 0 * t = 0 (also where t is -inf or nan), as in p log p at p = 0."""
+    xp = backend.get_array_module(unwrap(w))
+    pos = xp.asarray(unwrap(w)) > 0
+    return ops.where(pos, w * ops.where(pos, t, 0.0), 0.0)
+
+
 class Distribution:
     """Base class: `batch_shape`, `log_prob`, `sample`, `entropy`, parameter checks."""
     has_rsample = False
@@ -29,6 +46,11 @@ class Distribution:
     def __init__(self, batch_shape, validate_args=None):
         self.batch_shape = tuple(batch_shape)
         self._validate = Distribution.validate_args if validate_args is None else validate_args
+
+    @staticmethod
+    def set_default_validate_args(value):
+        """Switch parameter and value checks on or off for every distribution made from now on."""
+        Distribution.validate_args = bool(value)
 
     def _check(self, ok, message):
         if self._validate and not bool(ok):
@@ -54,7 +76,8 @@ class Normal(Distribution):
         self.loc, self.scale = _tensor(loc), _tensor(scale)
         shape = numpy.broadcast_shapes(self.loc.shape, self.scale.shape)
         super().__init__(shape, validate_args)
-        self._check((self.scale.data > 0).all(), "scale must be positive")
+        if self._validate and not bool((self.scale.data > 0).all()):
+            self._check(False, f"scale must be positive, got min {float(self.scale.data.min())!r}")
         self._log_scale = None
 
     @classmethod
@@ -83,7 +106,8 @@ class Normal(Distribution):
         return -0.5 * z * z - self.log_scale - 0.5 * LOG_2PI
 
     def _eps(self, shape, rng):
-        return _rng(rng).standard_normal(tuple(shape) + self.batch_shape, dtype=self.loc.dtype)
+        dtype = numpy.result_type(self.loc.dtype, self.scale.dtype)
+        return _like(_rng(rng).standard_normal(_size(shape, self.batch_shape), dtype=dtype), self.loc.data)
 
     def rsample(self, shape=(), rng=None):
         """loc + scale * eps, eps ~ N(0, I): differentiable in loc and scale (the reparameterisation)."""
@@ -111,12 +135,15 @@ class Bernoulli(Distribution):
         if probs is not None:
             p = _tensor(probs)
             super().__init__(p.shape, validate_args)
-            self._check(((p.data >= 0) & (p.data <= 1)).all(), "probs must lie in [0, 1]")
+            if self._validate and not bool(((p.data >= 0) & (p.data <= 1)).all()):
+                self._check(False, f"probs must lie in [0, 1], got values in "
+                                   f"[{float(p.data.min())!r}, {float(p.data.max())!r}]")
             with numpy.errstate(divide="ignore"):
                 self.logits = ops.log(p) - ops.log(1 - p)      # log p/(1-p): +-inf at the ends, exactly
         else:
             self.logits = _tensor(logits)
             super().__init__(self.logits.shape, validate_args)
+        self._from_probs = probs is not None                 # logits may be +-inf: no 0 * inf below
 
     probs = property(lambda self: ops.sigmoid(self.logits))
     mean = probs
@@ -124,19 +151,24 @@ class Bernoulli(Distribution):
 
     def log_prob(self, value):
         # log p(x) = x l - log(1 + e^l) = x l - softplus(l); exact for any finite l
-        value = unwrap(value)
+        value = _like(unwrap(value), self.logits.data)
         if self._validate:
             self._check(((value == 0) | (value == 1)).all(), "value must be 0 or 1")
+        if self._from_probs:       # = x log s(l) + (1 - x) log s(-l), with 0 * log 0 = 0 at probs 0 and 1
+            return _weighted(value, ops.log_sigmoid(self.logits)) + _weighted(1 - value, ops.log_sigmoid(-self.logits))
         return ops.bernoulli_log_prob(self.logits, value)
 
     def sample(self, shape=(), rng=None):
         with no_grad():
             p = self.probs.data
-            u = _rng(rng).random(tuple(shape) + self.batch_shape, dtype=p.dtype)
+            u = _like(_rng(rng).random(_size(shape, self.batch_shape), dtype=p.dtype), p)
             return Tensor((u < p).astype(p.dtype))
 
     def entropy(self):
-        # H = softplus(l) - l sigmoid(l)
+        # H = -p log p - (1 - p) log(1 - p) = softplus(l) - l sigmoid(l)
+        if self._from_probs:
+            return -_weighted(self.probs, ops.log_sigmoid(self.logits)) - \
+                _weighted(ops.sigmoid(-self.logits), ops.log_sigmoid(-self.logits))
         return ops.softplus(self.logits) - self.logits * self.probs
 
 
@@ -164,26 +196,40 @@ class Categorical(Distribution):
 
     probs = property(lambda self: ops.exp(self.logits))
 
+    @property
+    def mean(self):
+        """E[k] = sum_k k p_k (the categories as the integers 0..K-1)."""
+        return ops.sum(self.probs * self._support(), axis=-1)
+
+    @property
+    def variance(self):
+        """Var[k] = sum_k k^2 p_k - E[k]^2."""
+        m = self.mean
+        return ops.sum(self.probs * self._support() ** 2, axis=-1) - m * m
+
+    def _support(self):
+        return backend.get_array_module(self.logits.data).arange(self.num_categories, dtype=self.logits.dtype)
+
     def log_prob(self, value):
         """log p(value) for integer values of shape batch_shape (or broadcastable to it)."""
         value = backend.get_array_module(self.logits.data).asarray(unwrap(value))
         if self._validate:
             self._check(((value >= 0) & (value < self.num_categories) & (value == value.astype(int))).all(),
                         f"value must be an integer in [0, {self.num_categories})")
-        one_hot = value.astype(int)[..., None] == numpy.arange(self.num_categories)
-        return ops.sum(self.logits * one_hot, axis=-1)
+        one_hot = value.astype(int)[..., None] == self._support().astype(int)
+        return ops.sum(ops.where(one_hot, self.logits, 0.0), axis=-1)     # picks log p_value; never 0 * log 0
 
     def sample(self, shape=(), rng=None):
         """Draws by the Gumbel-max trick: argmax(logits + Gumbel noise)."""
         rng = _rng(rng)
         l = self.logits.data
-        u = rng.random(tuple(shape) + l.shape, dtype=l.dtype)
+        u = _like(rng.random(_size(shape, l.shape), dtype=l.dtype), l)
         xp = backend.get_array_module(l)
         return (l - xp.log(-xp.log(u))).argmax(-1)
 
     def entropy(self):
         # H = -sum p log p
-        return -ops.sum(self.probs * self.logits, axis=-1)
+        return -ops.sum(_weighted(self.probs, self.logits), axis=-1)
 
 
 # =============================================================================================
@@ -228,11 +274,12 @@ def kl_standard_normal(p):
 def _kl_bernoulli_bernoulli(p, q):
     # KL = s(a)(log s(a) - log s(b)) + s(-a)(log s(-a) - log s(-b)), with logits a, b
     a, b = p.logits, q.logits
-    return p.probs * (ops.log_sigmoid(a) - ops.log_sigmoid(b)) + \
-        ops.sigmoid(-a) * (ops.log_sigmoid(-a) - ops.log_sigmoid(-b))
+    with numpy.errstate(invalid="ignore"):             # inf - inf at probs 0 or 1: weighted by 0 below
+        return _weighted(p.probs, ops.log_sigmoid(a) - ops.log_sigmoid(b)) + \
+            _weighted(ops.sigmoid(-a), ops.log_sigmoid(-a) - ops.log_sigmoid(-b))
 
 
 @register_kl(Categorical, Categorical)
 def _kl_categorical_categorical(p, q):
     # KL = sum_k p_k (log p_k - log q_k)
-    return ops.sum(p.probs * (p.logits - q.logits), axis=-1)
+    return ops.sum(_weighted(p.probs, p.logits - q.logits), axis=-1)
