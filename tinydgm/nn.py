@@ -35,6 +35,9 @@ class Module:
                     out.append((name, obj))
                 continue
             if isinstance(obj, Module):
+                if id(obj) in seen:        # shared, or a reference back to a parent: walk it once
+                    continue
+                seen.add(id(obj))
                 items = list(vars(obj).items())
             elif isinstance(obj, (list, tuple)):
                 items = [(str(i), v) for i, v in enumerate(obj)]
