@@ -468,3 +468,17 @@ def test_errors_name_the_op_and_shapes(xp):
         a ** a
     with pytest.raises(TypeError, match=r"add.*\(2, 3\)"):
         a + "x"
+
+
+@SOME
+@given(data=st.data())
+def test_unbroadcast_is_the_adjoint_of_broadcasting(data):
+    """<unbroadcast(g, shape), v> = <g, broadcast_to(v, g.shape)> for every v: the one rule that
+    every elementwise gradient goes through."""
+    s = data.draw(pairs, label="shapes")
+    shape, target = s.input_shapes[0], s.result_shape
+    g = data.draw(arrays(target), label="g")
+    v = data.draw(arrays(shape), label="v")
+    back = td.unbroadcast(g, shape)
+    assert back.shape == shape
+    np.testing.assert_allclose(np.sum(back * v), np.sum(g * np.broadcast_to(v, target)), rtol=1e-12, atol=1e-12)
