@@ -246,9 +246,10 @@ def figures(run, cfg, n=100):
     rng = np.random.default_rng(cfg["seed"])
     with td.no_grad():
         means = backend.to_numpy(model.decode(model.prior_sample(n, rng)).probs.data)
-    x = binarized_mnist("test")[:50]
+    test = binarized_mnist("test")
+    x = test[np.sort(rng.choice(len(test), 50, replace=False))]    # the test set is sorted by digit
     out = [plots.image_grid(means, run.path("samples.png"), title="samples: mean of p(x|z), z ~ N(0, I)"),
-           plots.reconstructions(x, backend.to_numpy(model.reconstruct(x).data), run.path("reconstructions.png")),
+           plots.reconstructions(x, backend.to_numpy(model.reconstruct(td.tensor(x)).data), run.path("reconstructions.png")),
            plots.learning_curves(run.metrics(), run.path("curves.png"))]
     if cfg["z_dim"] == 2:
         decode = lambda z: backend.to_numpy(model.decode(td.tensor(z.astype(np.float32))).probs.data)  # noqa: E731
