@@ -20,7 +20,7 @@ def no_figures(monkeypatch):
 
 def trained(run_dir):
     state, loop = runs.load_state(f"{run_dir}/last")
-    metrics = [{k: v for k, v in r.items() if k != "time_s"} for r in runs.Run.open(run_dir).metrics()]
+    metrics = [{k: v for k, v in r.items() if k not in ("time_s", "cpu_s")} for r in runs.Run.open(run_dir).metrics()]
     return state, loop, metrics
 
 

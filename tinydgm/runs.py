@@ -209,7 +209,7 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
     if epochs is None and minutes is None:
         raise ValueError("fit: give epochs, minutes or both")
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
-    loop = {"epoch": 0, "elapsed_s": 0.0, "best": None, "best_epoch": None}
+    loop = {"epoch": 0, "elapsed_s": 0.0, "cpu_s": 0.0, "best": None, "best_epoch": None}
     if checkpoint.exists(run.path("last")):
         state, loop = load_state(run.path("last"))
         trainer.load_state(state)
@@ -224,7 +224,7 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
 
     try:
         while not out_of_budget(loop["epoch"], loop["elapsed_s"]):
-            epoch, t0 = loop["epoch"], time.perf_counter()
+            epoch, t0, c0 = loop["epoch"], time.perf_counter(), time.process_time()
             progress = max(epoch / epochs if epochs else 0.0,
                            loop["elapsed_s"] / budget if budget else 0.0)
             record = {"epoch": epoch, **trainer.train_epoch(epoch, progress)}
@@ -236,8 +236,9 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
                 if not _finite(record[monitor]):
                     raise NonFinite(f"validation {monitor} = {record[monitor]}")
             loop["elapsed_s"] += time.perf_counter() - t0
+            loop["cpu_s"] = loop.get("cpu_s", 0.0) + time.process_time() - c0
             loop["epoch"] = epoch + 1
-            record["time_s"] = round(loop["elapsed_s"], 3)
+            record["time_s"], record["cpu_s"] = round(loop["elapsed_s"], 3), round(loop["cpu_s"], 3)
             if monitor in record and (loop["best"] is None or better(record[monitor], loop["best"])):
                 loop["best"], loop["best_epoch"] = record[monitor], epoch
                 save_state(run.path("best"), trainer.state(), loop)
@@ -257,7 +258,7 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
     finally:
         bar.close()
     return {"run": run.dir, "model": run.config.get("model"), "status": status,
-            "epochs": saved, "time_s": round(loop["elapsed_s"], 1),
+            "epochs": saved, "time_s": round(loop["elapsed_s"], 1), "cpu_s": round(loop.get("cpu_s", 0.0), 1),
             "best_epoch": loop["best_epoch"], monitor: loop["best"],
             "last": {k: v for k, v in last.items() if k != "epoch"}}
 
