@@ -57,12 +57,19 @@ def _parser(argv):
     return p
 
 
+def _without_help(argv):
+    """argv for the first stage: -h/--help is kept for the second, once the model's options exist."""
+    words = [a for a in argv if not a.startswith("-")]
+    known = words[:2] in ([["train", m] for m in MODELS]) or (words[:1] in (["eval"], ["sample"]) and len(words) > 1)
+    return [a for a in argv if a not in ("-h", "--help")] if known else argv
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         p = _parser(argv)
         # Two-stage parse: find the command and model, then let that model add its own options.
-        args, _ = p.parse_known_args(argv)
+        args, _ = p.parse_known_args(_without_help(argv))
         if args.command == "train":
             mod = _module(args.model)
             sub = p._subparsers._group_actions[0].choices["train"]
