@@ -99,3 +99,9 @@ def test_run_directory_errors(tmp_path):
         runs.Run.open(tmp_path / "nothing")
     with pytest.raises(runs.RunError, match="a 'toy' run; expected a 'vae' run"):
         runs.Run.open(tmp_path / "r", model="vae")
+
+
+def test_cpu_budget(tmp_path):
+    run = runs.Run.create(tmp_path / "r", {"model": "toy"})
+    s = runs.fit(run, Toy(), minutes=1e-9, clock="cpu", quiet=True)
+    assert s["epochs"] == 1 and s["cpu_s"] >= 0

@@ -25,8 +25,9 @@ To plug a model in, give `fit` an object with four methods (an EM iteration is a
 `fit` resumes from `last` if the run has one.  Ctrl-C or a non-finite loss (return it, or raise
 `NonFinite` mid-epoch) stops cleanly, keeping the last good checkpoint.  With the same seed an
 epoch-budgeted run resumed any number of times gives the numbers of an uninterrupted one, as long
-as every random draw comes from generators saved in `state()`.  A `minutes` budget makes
-`progress` depend on the clock, so such runs are not bit-reproducible.
+as every random draw comes from generators saved in `state()`.  A `minutes` budget (wall
+time, or this process's CPU time with clock="cpu") makes `progress` depend on the clock, so such
+runs are not bit-reproducible.
 """
 import json
 import math
@@ -204,8 +205,11 @@ def _finite(v):
 
 
 def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_loss", mode="min",
-        quiet=False):
-    """Train until `epochs` or `minutes` run out; checkpoint, log and resume. Returns the summary."""
+        quiet=False, clock="wall"):
+    """Train until `epochs` or `minutes` run out; checkpoint, log and resume. Returns the summary.
+
+    `clock="cpu"` counts `minutes` in this process's CPU time (a fair budget on a shared machine).
+    """
     if epochs is None and minutes is None:
         raise ValueError("fit: give epochs, minutes or both")
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
@@ -215,6 +219,7 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
         trainer.load_state(state)
         run.truncate_metrics(loop["epoch"])
     budget = None if minutes is None else 60.0 * minutes
+    spent = "cpu_s" if clock == "cpu" else "elapsed_s"               # which clock the budget counts
     status, last, saved = "done", {}, loop["epoch"]
     bar = tqdm(total=epochs, initial=loop["epoch"], unit="epoch", disable=quiet, dynamic_ncols=True,
                desc=os.path.basename(run.dir.rstrip("/")))
@@ -222,16 +227,19 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
     def out_of_budget(done, elapsed):
         return (epochs is not None and done >= epochs) or (budget is not None and elapsed >= budget)
 
+    def since(t0, c0):
+        return time.process_time() - c0 if clock == "cpu" else time.perf_counter() - t0
+
     try:
-        while not out_of_budget(loop["epoch"], loop["elapsed_s"]):
+        while not out_of_budget(loop["epoch"], loop.get(spent, 0.0)):
             epoch, t0, c0 = loop["epoch"], time.perf_counter(), time.process_time()
             progress = max(epoch / epochs if epochs else 0.0,
-                           loop["elapsed_s"] / budget if budget else 0.0)
+                           loop.get(spent, 0.0) / budget if budget else 0.0)
             record = {"epoch": epoch, **trainer.train_epoch(epoch, progress)}
             if not _finite(record.get("loss")):
                 raise NonFinite(record["loss"])
             if (epoch + 1) % eval_every == 0 or out_of_budget(
-                    epoch + 1, loop["elapsed_s"] + time.perf_counter() - t0):
+                    epoch + 1, loop.get(spent, 0.0) + since(t0, c0)):
                 record.update(trainer.validate())
                 if not _finite(record[monitor]):
                     raise NonFinite(f"validation {monitor} = {record[monitor]}")

@@ -150,6 +150,8 @@ def add_train_arguments(p):
                    "unlimited with --minutes)")
     p.add_argument("--minutes", type=float, help="time budget: train for this long, annealing the "
                    "learning rate to fit (e.g. --minutes 30)")
+    p.add_argument("--cpu-minutes", action="store_true", help="count --minutes in this process's "
+                   "CPU time, not wall time (a fair budget on a shared machine)")
     p.add_argument("--batch-size", type=int, help="images per step (default 100; 20 with --schedule burda)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam step size (default 1e-3)")
     p.add_argument("--adam-eps", type=float, help="Adam epsilon (default 1e-8; 1e-4 with --schedule burda)")
@@ -221,7 +223,8 @@ def train(args):
     model, opt = build(cfg)
     trainer = Trainer(model, opt, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
     summary = runs.fit(run, trainer, epochs=cfg["epochs"], minutes=cfg["minutes"],
-                       eval_every=cfg["eval_every"], monitor="valid_elbo", mode="max", quiet=args.quiet)
+                       eval_every=cfg["eval_every"], monitor="valid_elbo", mode="max", quiet=args.quiet,
+                       clock="cpu" if cfg.get("cpu_minutes") else "wall")
     if summary["epochs"] > 0:
         summary["figures"] = figures(run, cfg)
     return run.finish(summary)
