@@ -202,7 +202,7 @@ defvjp(clip, lambda g, ans, x, lo, hi: g * ((lo is None or x >= lo) & (hi is Non
 @primitive
 def bernoulli_log_prob(xp, logits, x):
     """x l - softplus(l): log Bernoulli(x; sigmoid(l)) from logits in one op (fused: it pays in the VAE)."""
-    out = xp.abs(logits)
+    out = xp.asarray(xp.abs(logits))    # an array even for 0-d logits (NumPy returns a scalar there)
     xp.negative(out, out=out)
     xp.exp(out, out=out)
     xp.log1p(out, out=out)

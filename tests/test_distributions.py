@@ -1,0 +1,347 @@
+"""Property tests of Normal, Bernoulli, Categorical and their closed-form KL divergences.
+
+Every test runs on both backends (the `xp` fixture).  Statistical tests are seeded (hypothesis is
+derandomised in conftest.py, samplers get fixed seeds) and take their tolerance from a standard
+error: |estimate - exact| <= 5 SE, with the SE named in each test.  All parameters are float64.
+"""
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import tinydgm as td
+from tinydgm.distributions import (Bernoulli, Categorical, Distribution, Normal, kl_divergence,
+                                   kl_standard_normal, register_kl)
+
+N_MC = 20_000                                      # Monte-Carlo samples per statistical check
+locs = st.floats(-3, 3)
+scales = st.floats(0.2, 3)
+logits = st.floats(-6, 6)
+
+
+def t64(a):
+    """A float64 Tensor on the backend in use."""
+    return td.tensor(np.asarray(a, dtype=np.float64))
+
+
+def host(a):
+    return td.backend.to_numpy(a.data if isinstance(a, td.Tensor) else a).astype(np.float64)
+
+
+def rng(seed=0):
+    return td.backend.rng(seed)
+
+
+def prob_vectors(k):
+    """Probability vectors of length k with strictly positive entries (through softmax of bounded logits)."""
+    return st.lists(logits, min_size=k, max_size=k).map(lambda l: np.asarray(l, dtype=np.float64))
+
+
+# =============================================================================================
+# KL: closed form = Monte Carlo (5 SE), KL >= 0, KL(p||p) = 0, gradient = hand-derived
+# =============================================================================================
+
+@settings(max_examples=15)
+@given(m1=locs, s1=scales, m2=locs, s2=scales)
+def test_normal_kl_matches_monte_carlo(xp, m1, s1, m2, s2):
+    # SE: the sample standard deviation of log p(z) - log q(z), z ~ p, over sqrt(N_MC)
+    p, q = Normal(t64(m1), t64(s1)), Normal(t64(m2), t64(s2))
+    z = p.sample((N_MC,), rng=rng(1))
+    r = host(p.log_prob(z)) - host(q.log_prob(z))
+    se = r.std(ddof=1) / np.sqrt(N_MC)
+    assert abs(r.mean() - kl_divergence(p, q).item()) <= 5 * se + 1e-12
+
+
+def _exact_sd(probs, log_ratio, kl):
+    """The exact standard deviation of log p(x) - log q(x), x ~ p, by enumeration."""
+    return np.sqrt(np.sum(probs * (log_ratio - kl) ** 2))
+
+
+@settings(max_examples=15)
+@given(a=logits, b=logits)
+def test_bernoulli_kl_matches_monte_carlo(xp, a, b):
+    # SE: the exact sd of log p(x) - log q(x) under p (enumerated over {0, 1}) over sqrt(N_MC)
+    p, q = Bernoulli(logits=t64(a)), Bernoulli(logits=t64(b))
+    x = p.sample((N_MC,), rng=rng(2))
+    r = host(p.log_prob(x)) - host(q.log_prob(x))
+    kl = kl_divergence(p, q).item()
+    ls = scipy.special.log_expit
+    sd = _exact_sd(np.array([scipy.special.expit(-a), scipy.special.expit(a)]),
+                   np.array([ls(-a) - ls(-b), ls(a) - ls(b)]), kl)
+    assert abs(r.mean() - kl) <= 5 * sd / np.sqrt(N_MC) + 1e-12
+
+
+@settings(max_examples=15)
+@given(alpha=prob_vectors(4), beta=prob_vectors(4))
+def test_categorical_kl_matches_monte_carlo(xp, alpha, beta):
+    # SE: the exact sd of log p(k) - log q(k) under p (enumerated over 4 categories) over sqrt(N_MC)
+    p, q = Categorical(logits=t64(alpha)), Categorical(logits=t64(beta))
+    k = p.sample((N_MC,), rng=rng(3))
+    r = host(p.log_prob(k)) - host(q.log_prob(k))
+    kl = kl_divergence(p, q).item()
+    lp, lq = host(p.logits), host(q.logits)
+    sd = _exact_sd(np.exp(lp), lp - lq, kl)
+    assert abs(r.mean() - kl) <= 5 * sd / np.sqrt(N_MC) + 1e-12
+
+
+@settings(max_examples=30)
+@given(m=st.lists(locs, min_size=3, max_size=3), s=st.lists(scales, min_size=3, max_size=3),
+       a=st.lists(st.floats(-30, 30), min_size=3, max_size=3), alpha=prob_vectors(5), beta=prob_vectors(5))
+def test_kl_nonnegative_and_zero_against_itself(xp, m, s, a, alpha, beta):
+    normal, other = Normal(t64(m), t64(s)), Normal(t64(m[::-1]), t64(s[::-1]))
+    bern, bern2 = Bernoulli(logits=t64(a)), Bernoulli(logits=t64(a[::-1]))
+    cat, cat2 = Categorical(logits=t64(alpha)), Categorical(logits=t64(beta))
+    for p, q in [(normal, other), (bern, bern2), (cat, cat2)]:
+        assert (host(kl_divergence(p, q)) >= -1e-12).all()
+        np.testing.assert_allclose(host(kl_divergence(p, p)), 0, atol=1e-12)
+    assert (host(kl_standard_normal(normal)) >= -1e-12).all()
+    np.testing.assert_allclose(host(kl_standard_normal(Normal(t64(np.zeros(3)), t64(np.ones(3))))), 0, atol=1e-15)
+
+
+def test_kl_standard_normal_is_the_registered_kl_against_n01(xp):
+    q = Normal.from_log_var(t64([0.3, -1.0, 2.0]), t64([0.1, -2.0, 1.5]))
+    np.testing.assert_allclose(host(kl_standard_normal(q)),
+                               host(kl_divergence(q, Normal(t64(np.zeros(3)), t64(np.ones(3))))), rtol=1e-12)
+
+
+def _engine_grad(f, *args):
+    return [host(g) for g in td.grad(f, argnums=tuple(range(len(args))))(*[t64(a) for a in args])]
+
+
+@settings(max_examples=20)
+@given(m1=locs, s1=scales, m2=locs, s2=scales)
+def test_normal_kl_gradient_is_the_hand_derived_one(xp, m1, s1, m2, s2):
+    # KL = log s2/s1 + (s1^2 + d^2) / 2 s2^2 - 1/2,  d = m1 - m2
+    d = m1 - m2
+    hand = [d / s2 ** 2, -1 / s1 + s1 / s2 ** 2, -d / s2 ** 2, 1 / s2 - (s1 ** 2 + d ** 2) / s2 ** 3]
+    engine = _engine_grad(lambda a, b, c, e: kl_divergence(Normal(a, b), Normal(c, e)), m1, s1, m2, s2)
+    np.testing.assert_allclose(engine, hand, rtol=1e-10, atol=1e-12)
+    # KL(N(mu, s^2) || N(0, 1)) = 1/2 (mu^2 + s^2 - 1 - log s^2):  d/dmu = mu,  d/ds = s - 1/s
+    engine = _engine_grad(lambda a, b: kl_standard_normal(Normal(a, b)), m1, s1)
+    np.testing.assert_allclose(engine, [m1, s1 - 1 / s1], rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=20)
+@given(a=logits, b=logits)
+def test_bernoulli_kl_gradient_is_the_hand_derived_one(xp, a, b):
+    # KL = s(a)(a - b) - softplus(a) + softplus(b):  d/da = s(a)(1 - s(a))(a - b),  d/db = s(b) - s(a)
+    sa, sb = scipy.special.expit(a), scipy.special.expit(b)
+    engine = _engine_grad(lambda x, y: kl_divergence(Bernoulli(logits=x), Bernoulli(logits=y)), a, b)
+    np.testing.assert_allclose(engine, [sa * (1 - sa) * (a - b), sb - sa], rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=20)
+@given(alpha=prob_vectors(4), beta=prob_vectors(4))
+def test_categorical_kl_gradient_is_the_hand_derived_one(xp, alpha, beta):
+    # KL = sum_k p_k (log p_k - log q_k):  d/dalpha_j = p_j (log p_j - log q_j - KL),  d/dbeta_j = q_j - p_j
+    lp, lq = alpha - scipy.special.logsumexp(alpha), beta - scipy.special.logsumexp(beta)
+    p, q = np.exp(lp), np.exp(lq)
+    kl = np.sum(p * (lp - lq))
+    engine = _engine_grad(lambda x, y: kl_divergence(Categorical(logits=x), Categorical(logits=y)), alpha, beta)
+    np.testing.assert_allclose(engine[0], p * (lp - lq - kl), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(engine[1], q - p, rtol=1e-9, atol=1e-12)
+
+
+def test_unregistered_kl_pair_names_both_types(xp):
+    with pytest.raises(NotImplementedError, match="Normal.*Bernoulli"):
+        kl_divergence(Normal(t64(0.0), t64(1.0)), Bernoulli(logits=t64(0.0)))
+    with pytest.raises(NotImplementedError, match="Categorical.*Normal"):
+        kl_divergence(Categorical(logits=t64([0.0, 1.0])), Normal(t64(0.0), t64(1.0)))
+
+
+def test_register_kl_returns_the_function_and_dispatches_on_subclasses(xp):
+    class Point(Distribution):
+        def __init__(self):
+            super().__init__(())
+
+    def kl_point_point(p, q):
+        return t64(0.0)
+    assert register_kl(Point, Point)(kl_point_point) is kl_point_point
+    assert kl_divergence(Point(), Point()).item() == 0.0
+
+    class MyNormal(Normal):                       # a subclass finds its parent's closed form
+        pass
+    p, q = MyNormal(t64(1.0), t64(2.0)), Normal(t64(0.0), t64(1.0))
+    assert kl_divergence(p, q).item() == pytest.approx(kl_divergence(Normal(t64(1.0), t64(2.0)), q).item())
+
+
+# =============================================================================================
+# log_prob against scipy.stats; Categorical normalised; entropy
+# =============================================================================================
+
+@settings(max_examples=25)
+@given(loc=st.lists(locs, min_size=4, max_size=4), scale=st.lists(scales, min_size=4, max_size=4),
+       value=st.lists(st.floats(-8, 8), min_size=4, max_size=4))
+def test_normal_log_prob_and_entropy_match_scipy(xp, loc, scale, value):
+    d = Normal(t64(loc), t64(scale))
+    np.testing.assert_allclose(host(d.log_prob(t64(value))), scipy.stats.norm.logpdf(value, loc, scale), rtol=1e-12)
+    np.testing.assert_allclose(host(d.entropy()), scipy.stats.norm.entropy(loc, scale), rtol=1e-12)
+    log_var = np.log(np.square(scale))
+    np.testing.assert_allclose(host(Normal.from_log_var(t64(loc), t64(log_var)).log_prob(t64(value))),
+                               scipy.stats.norm.logpdf(value, loc, scale), rtol=1e-12)
+
+
+@settings(max_examples=25)
+@given(loc=locs, scale=scales, value=st.floats(-8, 8))
+def test_normal_log_prob_is_differentiable_in_the_value(xp, loc, scale, value):
+    # d/dx log N(x; mu, s^2) = -(x - mu) / s^2
+    g = td.grad(lambda x: Normal(t64(loc), t64(scale)).log_prob(x))(t64(value))
+    assert float(g) == pytest.approx(-(value - loc) / scale ** 2, rel=1e-10, abs=1e-12)
+
+
+@settings(max_examples=25)
+@given(l=st.lists(st.floats(-15, 15), min_size=6, max_size=6))
+def test_bernoulli_log_prob_and_entropy_match_scipy(xp, l):
+    l = np.asarray(l)
+    x = (np.arange(6) % 2).astype(np.float64)
+    p = scipy.special.expit(l)
+    for d in (Bernoulli(logits=t64(l)), Bernoulli(probs=t64(p))):
+        np.testing.assert_allclose(host(d.log_prob(t64(x))), scipy.stats.bernoulli.logpmf(x, p), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(host(d.entropy()), scipy.stats.bernoulli.entropy(p), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(host(d.mean), p, rtol=1e-6)
+        np.testing.assert_allclose(host(d.variance), p * (1 - p), rtol=1e-6, atol=1e-12)
+
+
+def test_bernoulli_log_prob_exact_at_logit_1000(xp):
+    # x l - softplus(l) at l = +-1000: log p = 0 or -1000 exactly (no overflow, no clipping)
+    l = t64([1000.0, 1000.0, -1000.0, -1000.0])
+    x = t64([1.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(host(Bernoulli(logits=l).log_prob(x)), [0.0, -1000.0, -1000.0, 0.0])
+    # d/dl = x - sigmoid(l) = 0, -1, 1, 0 exactly
+    g = td.grad(lambda lg: Bernoulli(logits=lg).log_prob(x).sum())(l)
+    np.testing.assert_array_equal(host(g), [0.0, -1.0, 1.0, 0.0])
+    assert np.isfinite(host(Bernoulli(logits=l).entropy())).all()
+    l32 = td.tensor(np.array([1000.0, -1000.0], dtype=np.float32))
+    out = Bernoulli(logits=l32).log_prob(td.tensor(np.array([0.0, 1.0], dtype=np.float32)))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(host(out), [-1000.0, -1000.0])
+
+
+def test_bernoulli_with_probs_zero_and_one_is_exact(xp):
+    d = Bernoulli(probs=t64([0.0, 0.0, 1.0, 1.0]))
+    np.testing.assert_array_equal(host(d.log_prob(t64([0.0, 1.0, 1.0, 0.0]))), [0.0, -np.inf, 0.0, -np.inf])
+    np.testing.assert_array_equal(host(d.entropy()), 0.0)
+    q = Bernoulli(probs=t64([0.5, 0.0, 0.5, 1.0]))
+    np.testing.assert_allclose(host(kl_divergence(d, q)), [np.log(2), 0.0, np.log(2), 0.0], rtol=1e-12)
+
+
+@settings(max_examples=25)
+@given(alpha=st.lists(prob_vectors(5), min_size=3, max_size=3), zero=st.integers(0, 4))
+def test_categorical_sums_to_one_over_the_support(xp, alpha, zero):
+    alpha = np.stack(alpha)                                     # batch of 3 distributions over 5 categories
+    for d in (Categorical(logits=t64(alpha)),
+              Categorical(probs=t64(scipy.special.softmax(alpha, -1) * (np.arange(5) != zero) /
+                                    (1 - scipy.special.softmax(alpha, -1)[:, zero:zero + 1])))):
+        lp = np.stack([host(d.log_prob(xp.full(3, k))) for k in range(5)], -1)
+        assert not np.isnan(lp).any()
+        np.testing.assert_allclose(np.exp(lp).sum(-1), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(host(d.entropy()), scipy.stats.entropy(np.exp(lp), axis=-1), rtol=1e-9, atol=1e-12)
+        k = np.arange(5)
+        np.testing.assert_allclose(host(d.mean), np.exp(lp) @ k, rtol=1e-10)
+        np.testing.assert_allclose(host(d.variance), np.exp(lp) @ k ** 2 - (np.exp(lp) @ k) ** 2, rtol=1e-9, atol=1e-12)
+
+
+# =============================================================================================
+# Samples: shapes, gradients, moments within standard errors
+# =============================================================================================
+
+def _assert_moments(samples, mean, var, mu4):
+    """Sample mean within 5 SE = 5 sqrt(var / n); sample variance s^2 within 5 SE, the exact
+    SE(s^2) = sqrt((mu4 - var^2 (n - 3) / (n - 1)) / n)  (mu4: the 4th central moment)."""
+    n = samples.shape[0]
+    assert np.all(np.abs(samples.mean(0) - mean) <= 5 * np.sqrt(var / n) + 1e-12)
+    se_var = np.sqrt((mu4 - var ** 2 * (n - 3) / (n - 1)) / n)
+    assert np.all(np.abs(samples.var(0, ddof=1) - var) <= 5 * se_var + 1e-12)
+
+
+@settings(max_examples=10)
+@given(loc=st.lists(locs, min_size=2, max_size=2), scale=st.lists(scales, min_size=2, max_size=2),
+       a=st.lists(logits, min_size=2, max_size=2), alpha=prob_vectors(4))
+def test_sample_mean_and_variance_within_standard_errors(xp, loc, scale, a, alpha):
+    loc, scale, a = np.asarray(loc), np.asarray(scale), np.asarray(a)
+    normal = Normal(t64(loc), t64(scale))
+    for draw in (normal.sample, normal.rsample):                # Normal: 4th central moment 3 s^4
+        _assert_moments(host(draw((N_MC,), rng=rng(4))), loc, scale ** 2, 3 * scale ** 4)
+    p = scipy.special.expit(a)                                   # Bernoulli: mu4 = p q (1 - 3 p q)
+    _assert_moments(host(Bernoulli(logits=t64(a)).sample((N_MC,), rng=rng(5))), p, p * (1 - p),
+                    p * (1 - p) * (1 - 3 * p * (1 - p)))
+    probs, k = scipy.special.softmax(alpha), np.arange(4)       # Categorical: moments of the index
+    m = probs @ k
+    v, mu4 = probs @ (k - m) ** 2, probs @ (k - m) ** 4
+    _assert_moments(host(Categorical(logits=t64(alpha)).sample((N_MC,), rng=rng(6))), m, v, mu4)
+
+
+def test_sample_shapes_and_gradients(xp):
+    loc = td.tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
+    scale = td.tensor(np.array([1.0, 0.5, 2.0]), requires_grad=True)
+    d = Normal(loc, scale)
+    assert d.batch_shape == (3,) and d.has_rsample and not Bernoulli(logits=t64(0.0)).has_rsample
+    assert d.sample().shape == (3,) and d.sample(5).shape == (5, 3) and d.sample((2, 4)).shape == (2, 4, 3)
+    assert not d.sample((2,)).requires_grad
+    z = d.rsample((7,), rng=rng(7))
+    assert z.shape == (7, 3) and z.requires_grad
+    z.sum().backward()                                          # dz/dloc = 1, dz/dscale = eps
+    np.testing.assert_allclose(host(loc.grad), 7.0)
+    eps = (host(z) - host(loc)) / host(scale)
+    np.testing.assert_allclose(host(scale.grad), eps.sum(0), rtol=1e-10)
+    b = Bernoulli(logits=t64(np.zeros((2, 3))))
+    assert b.batch_shape == (2, 3) and b.sample((4,)).shape == (4, 2, 3)
+    c = Categorical(logits=t64(np.zeros((2, 5))))
+    assert c.batch_shape == (2,) and c.sample((4,)).shape == (4, 2) and c.num_categories == 5
+    for dist in (b, c):
+        with pytest.raises(NotImplementedError, match="score-function"):
+            dist.rsample()
+
+
+def test_samples_are_seeded(xp):
+    d = Normal(t64([0.0, 1.0]), t64([1.0, 2.0]))
+    np.testing.assert_array_equal(host(d.sample((5,), rng=rng(11))), host(d.sample((5,), rng=rng(11))))
+
+
+def test_samples_follow_the_parameters_dtype(xp):
+    d = Normal(td.tensor(np.zeros(2, dtype=np.float32)), td.tensor(np.ones(2, dtype=np.float32)))
+    assert d.rsample((3,)).dtype == np.float32 and Normal(t64(0.0), t64(1.0)).sample((3,)).dtype == np.float64
+
+
+# =============================================================================================
+# Validation: clear errors, and a switch to turn them off
+# =============================================================================================
+
+def test_validation_errors_are_clear(xp):
+    with pytest.raises(ValueError, match=r"Normal: scale must be positive, got min -1\.0"):
+        Normal(t64([0.0, 0.0]), t64([1.0, -1.0]))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        Normal(t64(0.0), t64(0.0))
+    with pytest.raises(ValueError, match=r"Bernoulli: probs must lie in \[0, 1\], got values in \[-0\.1, 1\.0\]"):
+        Bernoulli(probs=t64([-0.1, 1.0]))
+    with pytest.raises(ValueError, match="Bernoulli: value must be 0 or 1"):
+        Bernoulli(logits=t64([0.0, 0.0])).log_prob(t64([1.0, 0.5]))
+    with pytest.raises(ValueError, match="exactly one of logits= or probs="):
+        Bernoulli(logits=t64(0.0), probs=t64(0.5))
+    with pytest.raises(ValueError, match="exactly one of logits= or probs="):
+        Categorical()
+    with pytest.raises(ValueError, match="Categorical: probs must be non-negative and sum to 1"):
+        Categorical(probs=t64([0.5, 0.6]))
+    c = Categorical(logits=t64([0.0, 0.0, 0.0]))
+    for bad in (3, -1, 1.5):
+        with pytest.raises(ValueError, match=r"Categorical: value must be an integer in \[0, 3\)"):
+            c.log_prob(xp.asarray(bad))
+
+
+def test_validation_can_be_switched_off(xp):
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(host(Normal(t64(0.0), t64(-1.0), validate_args=False).log_prob(t64(0.0))))
+        Bernoulli(logits=t64([0.0]), validate_args=False).log_prob(t64([0.5]))   # x l - softplus(l) as it is
+        before = Distribution.validate_args
+        try:
+            Distribution.set_default_validate_args(False)
+            Normal(t64(0.0), t64(-1.0))
+            Bernoulli(probs=t64([2.0]))
+            with pytest.raises(ValueError, match="scale must be positive"):
+                Normal(t64(0.0), t64(-1.0), validate_args=True)                   # an explicit True still checks
+        finally:
+            Distribution.set_default_validate_args(before)
+    with pytest.raises(ValueError):
+        Normal(t64(0.0), t64(-1.0))
