@@ -15,10 +15,12 @@ from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 import scipy.sparse as sp
 from scipy.special import logsumexp
 
+import tinydgm as td
+
+from tinydgm.lbfgs import LBFGS
 from tinydgm.models.loglinear import (feature_gradient, log_conditional, m_step_weights,
                                       multinomial_m_step)
 
@@ -147,6 +149,16 @@ def marginal_log_likelihood(hmm, data):
     return e_step(hmm, data).loglik
 
 
+def log_likelihood_engine(log_start, log_trans, log_emit, x):
+    """log p(x) of one sentence by the forward algorithm in log space, as a Tensor of the (unnormalised)
+    log-potentials: its gradients are the expected counts (the E-step as a gradient)."""
+    K = log_start.shape[0]
+    alpha = log_start + log_emit[int(x[0])]                       # log α_1 = log π + log b_1
+    for t in range(1, len(x)):                                    # log α_t = lse_i(log α_{t-1}(i) + log A_ij) + log b_t
+        alpha = td.logsumexp(td.reshape(alpha, (K, 1)) + log_trans, axis=0) + log_emit[int(x[t])]
+    return td.logsumexp(alpha)
+
+
 # ---- M-step ------------------------------------------------------------------------------------
 
 def m_step(hmm, counts, kappa=0.0, maxiter=50, multinomial=False):
@@ -186,20 +198,14 @@ def direct_objective(theta, F, K, data, kappa):
     return -(counts.loglik - kappa * theta @ theta), -grad
 
 
-def direct(hmm, data, kappa, iterations, callback=None):
-    """Maximise log p(data | θ) − κ‖θ‖² with L-BFGS; callback(hmm, value) after each iteration."""
+def direct_optimizer(hmm, data, kappa, m=10):
+    """An L-BFGS on −direct_objective, started at the HMM's θ; `.run(n)` goes on where it stopped."""
     K, F = hmm.n_states, hmm.F
-    last = {}
+    return LBFGS(lambda theta: direct_objective(theta, F, K, data, kappa), pack(hmm), m)
 
-    def fun(theta):
-        value, grad = direct_objective(theta, F, K, data, kappa)
-        last["value"] = -value
-        return value, grad
 
-    def step(theta):
-        if callback is not None:
-            callback(unpack(theta, F, K), last["value"])
-
-    res = scipy.optimize.minimize(fun, pack(hmm), jac=True, method="L-BFGS-B", callback=step,
-                                  options={"maxiter": iterations, "maxcor": 10})
-    return unpack(res.x, F, K)
+def direct(hmm, data, kappa, iterations):
+    """Maximise log p(data | θ) − κ‖θ‖² by L-BFGS: the HMM and the objective it reaches."""
+    opt = direct_optimizer(hmm, data, kappa)
+    theta, value = opt.run(iterations)
+    return unpack(theta, hmm.F, hmm.n_states), -value

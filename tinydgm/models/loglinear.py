@@ -24,6 +24,8 @@ import scipy.optimize
 import scipy.sparse as sp
 from scipy.special import logsumexp
 
+import tinydgm as td
+
 
 # ---- the log-linear categorical p(x | z, w) -------------------------------------------------
 
@@ -119,6 +121,30 @@ def em(model, x, iterations, kappa=0.0):
         model = m_step(model, counts, kappa)
     history.append(marginal_log_likelihood(model, x))
     return model, history
+
+
+# ---- the same objectives for the engine (dense F, small models) -------------------------------
+# The closed forms above are checked against reverse mode on these (tests/test_loglinear.py).
+
+def log_partition_engine(w, F_dense, n_states):
+    """log Σ_x exp(wᵀf(x, z)) for each z, as a Tensor: its gradient is E[f(X, z) | z, w]."""
+    s = td.reshape(td.tensor(F_dense) @ w, (-1, n_states))
+    return td.logsumexp(s, axis=0)
+
+
+def m_step_objective_engine(w, F_dense, counts, kappa):
+    """ℓ(w) of eq. 3 as a Tensor."""
+    s = td.reshape(td.tensor(F_dense) @ w, (-1, counts.shape[1]))
+    log_p = s - td.logsumexp(s, axis=0, keepdims=True)
+    return td.sum(td.tensor(counts) * log_p) - kappa * td.sum(w * w)
+
+
+def marginal_log_likelihood_engine(log_prior, w, F_dense, x):
+    """Σ_i log Σ_z p(z) p(x_i | z, w) as a Tensor (log_prior: unnormalised logits)."""
+    n_states = log_prior.shape[0]
+    s = td.reshape(td.tensor(F_dense) @ w, (-1, n_states))
+    log_joint = (log_prior - td.logsumexp(log_prior)) + s - td.logsumexp(s, axis=0, keepdims=True)
+    return td.sum(td.logsumexp(log_joint[x], axis=1))
 
 
 # ---- command line: `tinydgm train loglinear`, `tinydgm eval RUN` ------------------------------

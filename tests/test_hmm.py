@@ -1,0 +1,149 @@
+"""Featurized HMM: forward-backward against enumeration, padding, E-step as a gradient, EM, direct gradient."""
+import itertools
+
+import numpy as np
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+from scipy.special import logsumexp
+
+import tinydgm as td
+from tinydgm.features import conjoin, word_features
+from tinydgm.models import hmm as H
+
+
+def random_hmm(rng, n_words, n_states, features="basic", scale=1.0):
+    if features == "basic":
+        F = sp.identity(n_words * n_states, format="csr")
+    else:
+        g = sp.csr_matrix((rng.random((n_words, 4)) < 0.5).astype(float))
+        F = conjoin(sp.hstack([sp.identity(n_words), g], format="csr"), n_states)
+    return H.random_hmm(F, n_states, rng, scale)
+
+
+def sentences(rng, n_words, n, max_len):
+    return [rng.integers(0, n_words, rng.integers(1, max_len + 1)) for _ in range(n)]
+
+
+def brute_force(hmm, x):
+    """log p(x), p(z_t | x) and Σ_t p(z_t, z_t+1 | x) by summing over all K^T paths."""
+    K, le = hmm.n_states, hmm.log_emission()
+    paths = np.array(list(itertools.product(range(K), repeat=len(x))))
+    logp = np.log(hmm.start[paths[:, 0]]) + le[x, paths].sum(axis=1)
+    for t in range(1, len(x)):
+        logp += np.log(hmm.trans[paths[:, t - 1], paths[:, t]])
+    loglik = logsumexp(logp)
+    post = np.exp(logp - loglik)
+    gamma = np.stack([np.bincount(paths[:, t], post, K) for t in range(len(x))])
+    xi = np.zeros((K, K))
+    for t in range(1, len(x)):
+        np.add.at(xi, (paths[:, t - 1], paths[:, t]), post)
+    return loglik, gamma, xi
+
+
+hmms = st.tuples(st.integers(2, 4), st.integers(1, 3), st.integers(0, 2**16))
+
+
+@settings(max_examples=20)
+@given(hmms, st.lists(st.integers(1, 5), min_size=1, max_size=4))
+def test_forward_backward_equals_enumeration(sizes, lengths):
+    n_words, K, seed = sizes
+    rng = np.random.default_rng(seed)
+    hmm = random_hmm(rng, n_words, K)
+    xs = [rng.integers(0, n_words, n) for n in lengths]
+    bk = H.bucket(xs, range(len(xs)), n_words)
+    post = H.forward_backward(hmm.start, hmm.trans, hmm.log_emission(), bk)
+    xi_sum = np.zeros((K, K))
+    for b, x in enumerate(xs):
+        loglik, gamma, xi = brute_force(hmm, x)
+        np.testing.assert_allclose(post.loglik[b], loglik, rtol=1e-10)
+        np.testing.assert_allclose(post.gamma[:len(x), b], gamma, atol=1e-10)
+        assert np.all(post.gamma[len(x):, b] == 0)
+        xi_sum += xi
+    np.testing.assert_allclose(post.trans, xi_sum, atol=1e-10)
+
+
+@settings(max_examples=15)
+@given(hmms, st.integers(2, 12))
+def test_padding_and_bucketing_change_nothing(sizes, n):
+    n_words, K, seed = sizes
+    rng = np.random.default_rng(seed)
+    hmm = random_hmm(rng, n_words, K, "rich")
+    xs = sentences(rng, n_words, n, 9)
+    together = H.e_step(hmm, [H.bucket(xs, range(n), n_words)], decode=True)
+    alone = [H.e_step(hmm, [H.bucket([x], [0], n_words)], decode=True) for x in xs]
+    sorted_buckets = H.e_step(hmm, H.buckets(xs, n_words, max_tokens=12), decode=True)
+    for counts, states in (together, sorted_buckets):
+        np.testing.assert_allclose(counts.loglik, sum(c.loglik for c, _ in alone), rtol=1e-12)
+        for field in ("start", "trans", "emit"):
+            np.testing.assert_allclose(getattr(counts, field), sum(getattr(c, field) for c, _ in alone),
+                                       atol=1e-10)
+        for s, (_, (s_alone,)) in zip(states, alone):
+            np.testing.assert_array_equal(s, s_alone)
+
+
+@settings(max_examples=10)
+@given(hmms, st.integers(1, 6))
+def test_expected_counts_are_the_gradient_of_log_likelihood(sizes, length):
+    # log p(x) is the log-partition of p(z | x); its gradient in the log-potentials is the E-step.
+    n_words, K, seed = sizes
+    rng = np.random.default_rng(seed)
+    hmm = random_hmm(rng, n_words, K)
+    x = rng.integers(0, n_words, length)
+    counts = H.e_step(hmm, [H.bucket([x], [0], n_words)])
+    potentials = (np.log(hmm.start), np.log(hmm.trans), hmm.log_emission())
+    g_start, g_trans, g_emit = td.grad(H.log_likelihood_engine, argnums=(0, 1, 2))(*potentials, x)
+    np.testing.assert_allclose(g_start, counts.start, atol=1e-10)
+    np.testing.assert_allclose(g_trans, counts.trans, atol=1e-10)
+    np.testing.assert_allclose(g_emit, counts.emit, atol=1e-10)
+    np.testing.assert_allclose(H.log_likelihood_engine(*map(td.tensor, potentials), x).data, counts.loglik)
+
+
+@settings(max_examples=10)
+@given(hmms, st.sampled_from([0.0, 0.3]))
+def test_direct_gradient_equals_finite_differences(sizes, kappa):
+    n_words, K, seed = sizes
+    rng = np.random.default_rng(seed)
+    hmm = random_hmm(rng, n_words, K, "rich")
+    data = H.buckets(sentences(rng, n_words, 5, 4), n_words)
+    theta = H.pack(hmm)
+    f = lambda th: H.direct_objective(th, hmm.F, K, data, kappa)            # noqa: E731
+    _, grad = f(theta)
+    u = rng.normal(size=theta.shape)                                        # directional check
+    eps = 1e-6
+    numeric = (f(theta + eps * u)[0] - f(theta - eps * u)[0]) / (2 * eps)
+    np.testing.assert_allclose(grad @ u, numeric, rtol=1e-5, atol=1e-7)
+
+
+@settings(max_examples=10)
+@given(hmms, st.sampled_from(["basic", "rich"]))
+def test_em_never_decreases_the_marginal_likelihood(sizes, features):
+    n_words, K, seed = sizes
+    rng = np.random.default_rng(seed)
+    hmm = random_hmm(rng, n_words, K, features)
+    data = H.buckets(sentences(rng, n_words, 8, 6), n_words)
+    history = []
+    for _ in range(6):
+        counts = H.e_step(hmm, data)
+        history.append(counts.loglik)
+        hmm = H.m_step(hmm, counts, kappa=0.0, multinomial=features == "basic")
+    history.append(H.marginal_log_likelihood(hmm, data))
+    assert np.all(np.diff(history) >= -1e-8 * np.abs(history).max()), history
+
+
+def test_direct_training_increases_the_objective():
+    rng = np.random.default_rng(0)
+    hmm = random_hmm(rng, 5, 2, "rich", scale=0.1)
+    data = H.buckets(sentences(rng, 5, 20, 6), 5)
+    before = -H.direct_objective(H.pack(hmm), hmm.F, 2, data, 0.1)[0]
+    _, after = H.direct(hmm, data, 0.1, 20)
+    assert after > before
+
+
+def test_rich_features_are_one_line_templates():
+    g, names = word_features(["Dogs", "ran", "x-1"], ["word", "suffix1", "suffix3", "capital",
+                                                      "digit", "hyphen"])
+    fired = {n for n, on in zip(names, np.asarray(g[2].todense()).ravel()) if on}
+    assert fired == {"word=x-1", "suffix1=1", "hyphen", "digit"}
+    assert "capital" in {n for n, on in zip(names, np.asarray(g[0].todense()).ravel()) if on}
+    F = conjoin(g, 3)
+    assert F.shape == (9, 3 * len(names)) and F.nnz == 3 * g.nnz

@@ -1,0 +1,110 @@
+"""Log-linear categorical and mixture (Berg-Kirkpatrick et al. 2010): closed forms against the engine."""
+import numpy as np
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+
+import tinydgm as td
+from tinydgm.lbfgs import minimize
+from tinydgm.models import loglinear as ll
+
+
+def random_features(rng, n_x, n_z, n_feat, density=0.4):
+    """A sparse 0/1 F of shape (n_x·n_z, n_feat) with every (x, z) row firing at least one feature."""
+    F = (rng.random((n_x * n_z, n_feat)) < density).astype(float)
+    F[np.arange(n_x * n_z), rng.integers(0, n_feat, n_x * n_z)] = 1.0
+    return sp.csr_matrix(F)
+
+
+small = st.tuples(st.integers(2, 5), st.integers(1, 3), st.integers(2, 6), st.integers(0, 2**16))
+
+
+@settings(max_examples=15)
+@given(small, st.floats(0.0, 1.0))
+def test_m_step_gradient_equals_engine_gradient(sizes, kappa):
+    n_x, n_z, n_feat, seed = sizes
+    rng = np.random.default_rng(seed)
+    F = random_features(rng, n_x, n_z, n_feat)
+    w, counts = rng.normal(size=n_feat), rng.gamma(1.0, size=(n_x, n_z))
+    value, grad = ll.m_step_objective(w, F, counts, kappa)
+    engine = td.grad(lambda w: ll.m_step_objective_engine(w, F.toarray(), counts, kappa))(w)
+    np.testing.assert_allclose(-grad, engine, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(-value, ll.m_step_objective_engine(td.tensor(w), F.toarray(), counts,
+                                                                  kappa).data, rtol=1e-10)
+
+
+@settings(max_examples=15)
+@given(small)
+def test_expected_features_are_the_gradient_of_the_log_partition(sizes):
+    n_x, n_z, n_feat, seed = sizes
+    rng = np.random.default_rng(seed)
+    F = random_features(rng, n_x, n_z, n_feat)
+    w = rng.normal(size=n_feat)
+    expected = ll.expected_features(w, F, n_z)
+    for z in range(n_z):            # ∇_w log Z_z(w) = E[f(X, z) | z, w]
+        g = td.grad(lambda w: td.sum(ll.log_partition_engine(w, F.toarray(), n_z)[z]))(w)
+        np.testing.assert_allclose(expected[z], g, rtol=1e-8, atol=1e-12)
+
+
+@settings(max_examples=10)
+@given(small)
+def test_e_step_counts_give_the_gradient_of_the_marginal_likelihood(sizes):
+    # ∇_w log p(x) = Σ_i Σ_z q(z | x_i) [f(x_i, z) − E f(·, z)]: the E-step's counts in eq. 4.
+    n_x, n_z, n_feat, seed = sizes
+    rng = np.random.default_rng(seed)
+    F = random_features(rng, n_x, n_z, n_feat)
+    model = ll.random_mixture(F, n_z, rng, scale=1.0)
+    x = rng.integers(0, n_x, 20)
+    _, counts = ll.e_step(model, x)
+    closed = ll.feature_gradient(counts, ll.log_conditional(model.w, F, n_z), F)
+    engine = td.grad(ll.marginal_log_likelihood_engine, argnums=1)(model.log_prior, model.w, F.toarray(), x)
+    np.testing.assert_allclose(closed, engine, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ll.marginal_log_likelihood(model, x),
+                               ll.marginal_log_likelihood_engine(td.tensor(model.log_prior), td.tensor(model.w),
+                                                                 F.toarray(), x).data, rtol=1e-10)
+
+
+@settings(max_examples=10)
+@given(st.integers(2, 6), st.integers(1, 4), st.integers(0, 2**16))
+def test_indicator_features_lbfgs_m_step_is_the_multinomial_m_step(n_x, n_z, seed):
+    rng = np.random.default_rng(seed)
+    F = sp.identity(n_x * n_z, format="csr")                         # one indicator per (x, z)
+    counts = rng.gamma(2.0, size=(n_x, n_z)) + 0.1
+    w = ll.m_step_weights(np.zeros(n_x * n_z), F, counts, kappa=0.0, maxiter=200)
+    np.testing.assert_allclose(np.exp(ll.log_conditional(w, F, n_z)), ll.multinomial_m_step(counts),
+                               atol=1e-5)
+
+
+@settings(max_examples=15)
+@given(small, st.sampled_from([0.0, 0.1]))
+def test_em_never_decreases_the_objective(sizes, kappa):
+    # EM with an L-BFGS M-step is generalised EM: log p(x) − κ‖w‖² never goes down.
+    n_x, n_z, n_feat, seed = sizes
+    rng = np.random.default_rng(seed)
+    F = random_features(rng, n_x, n_z, n_feat)
+    model = ll.random_mixture(F, n_z, rng, scale=1.0)
+    x = rng.integers(0, n_x, 30)
+    history = []
+    for _ in range(8):
+        history.append(ll.marginal_log_likelihood(model, x) - kappa * model.w @ model.w)
+        _, counts = ll.e_step(model, x)
+        model = ll.m_step(model, counts, kappa)
+    history.append(ll.marginal_log_likelihood(model, x) - kappa * model.w @ model.w)
+    assert np.all(np.diff(history) >= -1e-8 * np.abs(history[:-1]).max()), history
+
+
+def test_lbfgs_minimises_a_quadratic_and_rosenbrock():
+    rng = np.random.default_rng(0)
+    Q = rng.normal(size=(20, 20))
+    Q = Q @ Q.T + np.eye(20)
+    b = rng.normal(size=20)
+    x, _ = minimize(lambda x: (0.5 * x @ Q @ x - b @ x, Q @ x - b), np.zeros(20), 200)
+    np.testing.assert_allclose(x, np.linalg.solve(Q, b), atol=1e-5)
+
+    def rosen(x):
+        v = (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+        g = np.zeros_like(x)
+        g[:-1] = -400 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2 * (1 - x[:-1])
+        g[1:] += 200 * (x[1:] - x[:-1] ** 2)
+        return v, g
+    x, _ = minimize(rosen, np.zeros(5), 500)
+    np.testing.assert_allclose(x, np.ones(5), atol=1e-4)
