@@ -58,11 +58,13 @@ class VAE(nn.Module):
 
     def sample(self, n, rng=None):
         """x ~ p(x|z), z ~ N(0, I): n binary images."""
+        rng = np.random.default_rng() if rng is None else rng
         with td.no_grad():
-            return self.decode(self.prior_sample(n, rng)).sample(rng=rng)
+            return self.decode(self.prior_sample(n, rng)).sample(rng=runs.device_rng(rng))
 
     def prior_sample(self, n, rng=None):
-        rng = backend.rng() if rng is None else rng
+        """z ~ N(0, I), n rows (drawn on the host, moved to the backend)."""
+        rng = np.random.default_rng() if rng is None else rng
         return td.tensor(rng.standard_normal((n, self.z_dim), dtype=self.decoder.layers[0].weight.dtype))
 
     def reconstruct(self, x):
