@@ -296,18 +296,18 @@ def sleep_gradients_by_hand(params, x_dream, hs_dream):
 def wake_sleep_step_by_hand(model, x, opt_p, opt_q, rng):
     """`wake_sleep_step` with the delta rule in place of the engine (same draws from rng, same optimisers)."""
     params = model.arrays()
-    for p, g in _named(model, wake_gradients_by_hand(params, x, model.sample_q(x, rng))):
-        p.grad = g
-    opt_p.step()
+    _descend_along(model, wake_gradients_by_hand(params, x, model.sample_q(x, rng)), opt_p)
     x_dream, hs_dream = model.dream(len(x), rng)
-    for p, g in _named(model, sleep_gradients_by_hand(params, x_dream, hs_dream)):
-        p.grad = g
-    opt_q.step()
+    _descend_along(model, sleep_gradients_by_hand(params, x_dream, hs_dream), opt_q)
 
 
-def _named(model, grads):
+def _descend_along(model, ascent, opt):
+    """Step `opt` uphill along the delta rule's gradients (an optimiser minimises: its .grad is minus them)."""
     params = dict(model.named_parameters())
-    return [(params[n], g) for n, g in grads.items()]
+    for n, g in ascent.items():
+        g *= -1
+        params[n].grad = g
+    opt.step()
 
 
 # =============================================================================================
