@@ -1,0 +1,129 @@
+"""CoNLL-U reader, tagging metrics, and the `tinydgm train/eval loglinear` commands on a tiny corpus."""
+import gzip
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tinydgm import cli
+from tinydgm.conllu import ConlluError, conllu
+from tinydgm.tagging_metrics import many_to_one, one_to_one, tagging_scores, top_words, v_measure
+
+DOC = """# newdoc id = d1
+# sent_id = 1
+# text = I don't know.
+1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_
+2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+2\tdo\tdo\tAUX\tVBP\t_\t4\taux\t_\t_
+3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_
+3.1\tknow\tknow\tVERB\tVB\t_\t_\t_\t3:conj\t_
+4\tknow\tknow\tVERB\tVB\t_\t0\troot\t_\t_
+5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
+
+# sent_id = 2
+1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_
+"""
+
+
+def write(path, text, gz=False):
+    opener = gzip.open if gz else open
+    with opener(path, "wt", encoding="utf-8") as f:
+        f.write(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_reads_words_skipping_multiword_tokens_and_empty_nodes(tmp_path, gz):
+    path = write(tmp_path / ("a.conllu.gz" if gz else "a.conllu"), DOC, gz)
+    s1, s2 = conllu(path)
+    assert s1.forms == ["I", "do", "n't", "know", "."]
+    assert s1.upos == ["PRON", "AUX", "PART", "VERB", "PUNCT"]
+    assert s1.xpos == ["PRP", "VBP", "RB", "VB", "."]
+    assert (s2.forms, s2.xpos) == (["Hi"], ["UH"])
+
+
+@pytest.mark.parametrize("bad, line, why", [
+    ("1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\n", 4, "10 tab-separated fields"),
+    ("x\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_\n", 4, "word ID"),
+    ("2\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_\n", 4, "expected word ID 1"),
+])
+def test_malformed_line_names_file_and_line(tmp_path, bad, line, why):
+    path = write(tmp_path / "bad.conllu", "# sent_id = 1\n# text = I\n\n" + bad)
+    with pytest.raises(ConlluError, match=rf"bad\.conllu, line {line}: .*{why}"):
+        conllu(path)
+
+
+def test_not_gzip_is_a_clear_error(tmp_path):
+    path = write(tmp_path / "x.conllu.gz", DOC)
+    with pytest.raises(ConlluError, match="x.conllu.gz: cannot read"):
+        conllu(path)
+
+
+def test_shipped_ewt_is_read_whole():
+    from tinydgm.models.pos import corpus_paths, ewt_dir
+    sentences = [s for p in corpus_paths(ewt_dir()) for s in conllu(p)]
+    assert len(sentences) == 16622
+    assert sum(len(s.forms) for s in sentences) == 254818
+    assert all(len(s.forms) == len(s.xpos) == len(s.upos) for s in sentences)
+
+
+def test_tagging_metrics():
+    gold = np.array(list("aabbbcc"))
+    assert many_to_one([5, 5, 7, 7, 7, 9, 9], gold) == 1.0          # a relabelling is perfect
+    assert one_to_one([5, 5, 7, 7, 7, 9, 9], gold) == 1.0
+    assert v_measure([5, 5, 7, 7, 7, 9, 9], gold) == pytest.approx(1.0)
+    split = [0, 1, 2, 3, 4, 5, 6]                                    # one state per token
+    assert many_to_one(split, gold) == 1.0 and one_to_one(split, gold) == pytest.approx(3 / 7)
+    assert v_measure([0] * 7, gold) == 0.0                           # one state for all: no information
+    s = tagging_scores([0, 0, 1, 1, 1, 1, 0], gold)
+    assert s["m1"] == pytest.approx(5 / 7) and 0 < s["vm"] < 1
+    assert top_words([0, 0, 1], ["a", "a", "b"], k=1) == {0: [("a", 2)], 1: [("b", 1)]}
+
+
+# ---- the commands ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ewt")
+    from tinydgm.models.pos import ewt_dir
+    with gzip.open(os.path.join(ewt_dir(), "en_ewt-ud-dev.conllu.gz"), "rt", encoding="utf-8") as f:
+        text = "\n\n".join(f.read().split("\n\n")[:60]) + "\n\n"
+    write(folder / "tiny.conllu", text)
+    return str(folder)
+
+
+@pytest.mark.parametrize("mode, features", [("em", "basic"), ("em", "rich"), ("direct", "rich")])
+def test_train_resume_and_eval(tiny_corpus, tmp_path, capsys, mode, features):
+    out = str(tmp_path / "run")
+    base = ["train", "loglinear", "--data", tiny_corpus, "--states", "5", "--mode", mode,
+            "--features", features, "--out", out, "--quiet", "--eval-every", "1"]
+    assert cli.main(base + ["--iterations", "2", "--lbfgs-round", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "done" and summary["epochs"] == 2
+    assert 0 < summary["final"]["m1_xpos"] <= 1
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["model"] == "loglinear"
+    config["iterations"] = 3                                   # one more epoch on resume
+    json.dump(config, open(os.path.join(out, "config.json"), "w"))
+    assert cli.main(["train", "loglinear", "--resume", out, "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 3
+    assert [r["epoch"] for r in map(json.loads, open(os.path.join(out, "metrics.jsonl")))] == [0, 1, 2]
+    assert cli.main(["eval", out]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scores["m1_xpos"] == pytest.approx(summary["final"]["m1_xpos"])
+    assert os.path.isfile(os.path.join(out, "top_words.json"))
+
+
+def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write(bad / "b.conllu", "1\tonly\tthree\n")
+    assert cli.main(["train", "loglinear", "--data", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "b.conllu, line 1" in err and "Traceback" not in err
+    assert cli.main(["train", "loglinear", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "no .conllu" in capsys.readouterr().err
+    assert cli.main(["train", "loglinear", "--features", "basic", "--mode", "em", "--kappa", "1"]) == 2
+    assert "--kappa" in capsys.readouterr().err
