@@ -6,7 +6,13 @@
     L_k    = E[log 1/k sum_j p(x, z_j) / q(z_j|x)],  z_j ~ q(z|x)
 
 The gradient of the same model derived by hand lives in `vae_by_hand.py`.
-`tinydgm train vae`, `tinydgm eval RUN`, `tinydgm sample RUN` are at the bottom.
+`tinydgm train vae`, `tinydgm eval RUN`, `tinydgm sample RUN` are at the bottom.  Recipes:
+
+    tinydgm train vae                            20 epochs, batch 100: a minute or two, samples.png
+    tinydgm train vae --minutes 30               the budgeted recipe: lr 1e-3 for 40% of the time,
+                                                 then decayed 100-fold; best epoch by validation ELBO
+    tinydgm train vae --schedule burda           Burda et al. 2016, App. D (3280 epochs, batch 20)
+    tinydgm eval RUN --k 5000                    test NLL as -L_5000 over all 10,000 test images
 """
 import json
 import math
