@@ -266,6 +266,9 @@ def test_optimizer_state_dict_round_trip_gives_identical_next_steps(xp, make):
     bad[key] = np.ones((7, 7))
     with pytest.raises(ValueError, match=f"{key} has shape \\(7, 7\\)"):
         opt2.load_state_dict(bad)
+    other = SGD(resumed.parameters()) if isinstance(opt2, Adam) else Adam(resumed.parameters())
+    with pytest.raises(ValueError, match=r"the state has no (m|velocity)\.0"):
+        other.load_state_dict(opt_state)
 
 
 def test_a_small_regression_trains(xp):

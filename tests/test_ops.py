@@ -464,6 +464,18 @@ def test_errors_name_the_op_and_shapes(xp):
         td.where(xp.ones((2, 3), dtype=bool), a, b)
     with pytest.raises(ValueError, match=r"split.*3"):
         td.split(a, 2, axis=1)
+    with pytest.raises(ValueError, match=r"split.*0"):
+        td.split(a, 0, axis=1)
+    with pytest.raises(ValueError, match=r"split: axis 5.*\(2, 3\)"):
+        td.split(a, 2, axis=5)
+    with pytest.raises(ValueError, match=r"stack: axis 3.*\(2, 3\)"):
+        td.stack([a, a], axis=3)                      # not wrapped round to axis 0
+    with pytest.raises(ValueError, match=r"stack: axis -4"):
+        td.stack([a, a], axis=-4)
+    with pytest.raises(ValueError, match=r"mean: axis 2.*\(2, 3\)"):
+        a.mean(axis=2)
+    with pytest.raises(ValueError, match=r"max.*\(2, 3\)"):
+        a.max(axis=(0, 2))
     with pytest.raises(TypeError, match="power"):
         a ** a
     with pytest.raises(TypeError, match=r"add.*\(2, 3\)"):

@@ -302,6 +302,8 @@ def mean(x, axis=None, keepdims=False):
     axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
     n = 1
     for a in axes:
+        if not -len(shape) <= a < len(shape):
+            raise ValueError(f"mean: axis {a} is out of bounds for shape {shape}")
         n *= shape[a]
     return sum(x, axis=axis, keepdims=keepdims) / n
 
@@ -363,15 +365,19 @@ def stack(xs, axis=0):
     xs = [x if isinstance(x, Tensor) else Tensor(x) for x in xs]
     if not xs:
         raise ValueError("stack: needs at least one tensor")
+    if not -xs[0].ndim - 1 <= axis <= xs[0].ndim:
+        raise ValueError(f"stack: axis {axis} is out of bounds for tensors of shape {xs[0].shape}")
     axis = axis % (xs[0].ndim + 1)
     return _concatenate(*[reshape(x, x.shape[:axis] + (1,) + x.shape[axis:]) for x in xs], axis=axis)
 
 
 def split(x, indices_or_sections, axis=0):
     """Cut x into pieces along `axis` (as numpy.split), each a differentiable slice."""
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"split: axis {axis} is out of bounds for shape {x.shape}")
     n = x.shape[axis]
     if isinstance(indices_or_sections, int):
-        if n % indices_or_sections:
+        if indices_or_sections < 1 or n % indices_or_sections:
             raise ValueError(f"split: axis {axis} of length {n} does not divide into {indices_or_sections} equal parts")
         step = n // indices_or_sections
         bounds = list(range(0, n + 1, step))

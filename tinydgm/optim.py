@@ -29,6 +29,8 @@ class Optimizer:
         self.lr = float(state["lr"])
         for k, bufs in self._buffers().items():
             for i, b in enumerate(bufs):
+                if f"{k}.{i}" not in state:
+                    raise ValueError(f"load_state_dict: the state has no {k}.{i} (saved by another optimiser?)")
                 v = state[f"{k}.{i}"]
                 if tuple(v.shape) != b.shape:
                     raise ValueError(f"load_state_dict: {k}.{i} has shape {tuple(v.shape)}, expected {b.shape}")
