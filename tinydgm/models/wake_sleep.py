@@ -566,7 +566,8 @@ def figures(run, cfg, n=100):
         return []
     model, _ = load(run.dir, "best")
     rng = np.random.default_rng(cfg["seed"])
-    x = _data("test")[:1000]
+    x = _data("test")
+    x = x[rng.permutation(len(x))[:1000]]                  # the test file is ordered by digit
     dreams = backend.to_numpy(model.dream_means(n, rng))
     return [dreams_figure(x, dreams, run.path("dreams.png")),
             activations_figure(model, x, rng, run.path("activations.png")),
