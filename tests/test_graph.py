@@ -61,7 +61,7 @@ PROGRAM_OPS = {     # bounded on [-1, 1], so any program stays well scaled for g
 }
 
 
-@settings(max_examples=30)
+@settings(max_examples=60)
 @given(n_inputs=st.integers(1, 3),
        steps=st.lists(st.tuples(st.sampled_from(sorted(PROGRAM_OPS)), st.integers(0, 99), st.integers(0, 99)),
                       min_size=1, max_size=12),

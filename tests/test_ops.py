@@ -9,8 +9,8 @@ import tinydgm as td
 from tinydgm.backend import to_numpy
 from tinydgm.check import gradcheck
 
-SOME = settings(max_examples=20)
-FEW = settings(max_examples=10)
+SOME = settings(max_examples=40)
+FEW = settings(max_examples=15)
 
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
 
