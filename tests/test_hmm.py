@@ -1,4 +1,4 @@
-"""Featurized HMM: forward-backward against enumeration, padding, E-step as a gradient, EM, direct gradient."""
+"""Featurized HMM: forward-backward vs enumeration, padding, E-step as a gradient, EM, direct gradient."""
 import itertools
 
 import numpy as np

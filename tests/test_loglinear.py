@@ -56,7 +56,8 @@ def test_e_step_counts_give_the_gradient_of_the_marginal_likelihood(sizes):
     x = rng.integers(0, n_x, 20)
     _, counts = ll.e_step(model, x)
     closed = ll.feature_gradient(counts, ll.log_conditional(model.w, F, n_z), F)
-    engine = td.grad(ll.marginal_log_likelihood_engine, argnums=1)(model.log_prior, model.w, F.toarray(), x)
+    engine = td.grad(ll.marginal_log_likelihood_engine, argnums=1)(model.log_prior, model.w,
+                                                                   F.toarray(), x)
     np.testing.assert_allclose(closed, engine, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ll.marginal_log_likelihood(model, x),
                                ll.marginal_log_likelihood_engine(td.tensor(model.log_prior), td.tensor(model.w),

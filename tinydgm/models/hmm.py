@@ -110,13 +110,13 @@ def forward_backward(start, trans, log_emit, bk):
         alpha[t] = np.where(m[t], a / c[t], alpha[t - 1])         # padding: keep α
     nxt = b * m / c                                               # b_t / c_t, 0 on padding
     beta[T - 1] = 1.0
-    for t in range(T - 2, -1, -1):
-        beta[t] = np.where(m[t + 1], (nxt[t + 1] * beta[t + 1]) @ trans.T, 1.0)  # β_t = A (b ⊙ β)_{t+1} / c_{t+1}
+    for t in range(T - 2, -1, -1):                                # β_t = A (b_{t+1} ⊙ β_{t+1}) / c_{t+1}
+        beta[t] = np.where(m[t + 1], (nxt[t + 1] * beta[t + 1]) @ trans.T, 1.0)
     gamma = alpha * beta * m                                      # γ_t = α_t ⊙ β_t
-    loglik = ((np.log(c) + shift * m).sum(axis=0))[:, 0]          # log p(x) = Σ_t log c_t
-    K = len(start)
+    loglik = ((np.log(c) + shift * m).sum(axis=0))[:, 0]          # log p(x) = Σ_t log c_t (+ shifts)
+    K = len(start)                                                # ξ = A ⊙ Σ_t α_tᵀ (b ⊙ β)_{t+1} / c_{t+1}
     xi = trans * (alpha[:-1].reshape(-1, K).T @ (nxt[1:] * beta[1:]).reshape(-1, K))
-    return Posteriors(loglik, gamma, gamma[0].sum(axis=0), xi)    # ξ = A ⊙ Σ_t α_tᵀ (b ⊙ β)_{t+1} / c_{t+1}
+    return Posteriors(loglik, gamma, gamma[0].sum(axis=0), xi)
 
 
 Counts = namedtuple("Counts", ["loglik", "start", "trans", "emit"])
@@ -150,11 +150,12 @@ def marginal_log_likelihood(hmm, data):
 
 
 def log_likelihood_engine(log_start, log_trans, log_emit, x):
-    """log p(x) of one sentence by the forward algorithm in log space, as a Tensor of the (unnormalised)
-    log-potentials: its gradients are the expected counts (the E-step as a gradient)."""
+    """log p(x) of one sentence by the forward algorithm in log space, a Tensor of the log-potentials.
+
+    Its gradients in them are the expected counts: the E-step as a gradient."""
     K = log_start.shape[0]
     alpha = log_start + log_emit[int(x[0])]                       # log α_1 = log π + log b_1
-    for t in range(1, len(x)):                                    # log α_t = lse_i(log α_{t-1}(i) + log A_ij) + log b_t
+    for t in range(1, len(x)):                    # log α_t(j) = lse_i(log α_{t-1}(i) + log A_ij) + log b_t(j)
         alpha = td.logsumexp(td.reshape(alpha, (K, 1)) + log_trans, axis=0) + log_emit[int(x[t])]
     return td.logsumexp(alpha)
 
