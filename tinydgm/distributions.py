@@ -220,7 +220,8 @@ class Categorical(Distribution):
         return ops.sum(ops.where(one_hot, self.logits, 0.0), axis=-1)     # picks log p_value; never 0 * log 0
 
     def sample(self, shape=(), rng=None):
-        """Draws by the Gumbel-max trick: argmax(logits + Gumbel noise)."""
+        """Integer draws of shape `shape` + batch_shape (an array, not a Tensor: indices carry no gradient),
+        by the Gumbel-max trick: argmax(logits + Gumbel noise)."""
         rng = _rng(rng)
         l = self.logits.data
         u = _like(rng.random(_size(shape, l.shape), dtype=l.dtype), l)
