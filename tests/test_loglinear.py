@@ -48,7 +48,7 @@ def test_expected_features_are_the_gradient_of_the_log_partition(sizes):
 @settings(max_examples=10)
 @given(small)
 def test_e_step_counts_give_the_gradient_of_the_marginal_likelihood(sizes):
-    # ∇_w log p(x) = Σ_i Σ_z q(z | x_i) [f(x_i, z) − E f(·, z)]: the E-step's counts in eq. 4.
+    # ∇_w log p(x) = Σ_i Σ_z q(z | x_i) [f(x_i, z) − E f(·, z)]: the E-step's counts in the M-step gradient.
     n_x, n_z, n_feat, seed = sizes
     rng = np.random.default_rng(seed)
     F = random_features(rng, n_x, n_z, n_feat)

@@ -194,7 +194,7 @@ def direct_objective(theta, F, K, data, kappa):
     counts = e_step(hmm, data)
     g_start = counts.start - counts.start.sum() * hmm.start                      # e(z_1) − N π
     g_trans = counts.trans - counts.trans.sum(axis=1, keepdims=True) * hmm.trans  # e(i,j) − e(i) A_ij
-    g_w = feature_gradient(counts.emit, hmm.log_emission(), F)                   # eq. 4 with posterior counts
+    g_w = feature_gradient(counts.emit, hmm.log_emission(), F)                   # observed − expected, posterior counts
     grad = np.concatenate([g_start, g_trans.ravel(), g_w]) - 2 * kappa * theta
     return -(counts.loglik - kappa * theta @ theta), -grad
 

@@ -3,13 +3,13 @@
 Berg-Kirkpatrick, Bouchard-Côté, DeNero & Klein 2010, "Painless unsupervised learning with
 features" (NAACL). Each multinomial of a generative model becomes a small log-linear model,
 
-    p(x | z, w) = exp(wᵀ f(x, z)) / Σ_x' exp(wᵀ f(x', z))              (eq. 2)
+    p(x | z, w) = exp(wᵀ f(x, z)) / Σ_x' exp(wᵀ f(x', z))              (section 2)
 
 over an enumerable X, with sparse features f(x, z) stacked as the rows of F, x-major: row x·|Z| + z.
 The E-step is unchanged; the M-step maximises the expected complete-data log-likelihood
 
-    ℓ(w) = Σ_{x,z} e(x, z) log p(x | z, w) − κ ‖w‖²                      (eq. 3)
-    ∇ℓ  = Σ_{x,z} e(x, z) [f(x, z) − Σ_x' p(x' | z, w) f(x', z)] − 2κ w  (eq. 4)
+    ℓ(w) = Σ_{x,z} e(x, z) log p(x | z, w) − κ ‖w‖²                      (M-step objective)
+    ∇ℓ  = Σ_{x,z} e(x, z) [f(x, z) − Σ_x' p(x' | z, w) f(x', z)] − 2κ w  (its gradient)
 
 expected counts times (observed features − expected features), with L-BFGS.
 
@@ -44,12 +44,12 @@ def expected_features(w, F, n_states):
 
 
 def feature_gradient(counts, log_p, F):
-    """Σ_{x,z} e(x, z) [f(x, z) − E_p(·|z) f(·, z)]: observed minus expected features (eq. 4)."""
+    """Σ_{x,z} e(x, z) [f(x, z) − E_p(·|z) f(·, z)]: observed minus expected features."""
     return F.T @ (counts - np.exp(log_p) * counts.sum(axis=0)).ravel()
 
 
 def m_step_objective(w, F, counts, kappa):
-    """−ℓ(w) and −∇ℓ(w) of eq. 3–4, for a minimiser."""
+    """−ℓ(w) and −∇ℓ(w), the M-step objective and its gradient, for a minimiser."""
     log_p = log_conditional(w, F, counts.shape[1])
     value = (counts * np.where(counts > 0, log_p, 0)).sum() - kappa * w @ w
     grad = feature_gradient(counts, log_p, F) - 2 * kappa * w
@@ -133,7 +133,7 @@ def log_partition_engine(w, F_dense, n_states):
 
 
 def m_step_objective_engine(w, F_dense, counts, kappa):
-    """ℓ(w) of eq. 3 as a Tensor."""
+    """ℓ(w), the M-step objective, as a Tensor."""
     s = td.reshape(td.tensor(F_dense) @ w, (-1, counts.shape[1]))
     log_p = s - td.logsumexp(s, axis=0, keepdims=True)
     return td.sum(td.tensor(counts) * log_p) - kappa * td.sum(w * w)
