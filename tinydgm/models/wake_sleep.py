@@ -600,7 +600,10 @@ def evaluate(args):
     t0 = time.perf_counter()
     elbo = mean_bound(model, x, 1, np.random.default_rng(args.seed))
     train_elbo = mean_bound(model, backend.asarray(_data("train", args.limit)), 1, np.random.default_rng(args.seed))
-    nll = iw_nll(model, x, args.k, rng=np.random.default_rng(args.seed), progress=not args.quiet)
+    # about 1000 samples per call: the arrays stay in cache (a third faster than 10,000 here)
+    chunk = max(d for d in range(1, min(args.k, 500) + 1) if args.k % d == 0)
+    nll = iw_nll(model, x, args.k, rng=np.random.default_rng(args.seed), chunk=chunk,
+                 batch_size=max(1, 1000 // chunk), progress=not args.quiet)
     result = {"run": run.dir, "checkpoint": args.checkpoint, "split": args.split, "n": len(x), "k": args.k,
               f"{args.split}_nll": nll, f"{args.split}_elbo": elbo, "train_elbo": train_elbo,
               "time_s": round(time.perf_counter() - t0, 1)}
