@@ -92,10 +92,9 @@ class Trainer:
         else:
             if self.opt is None:
                 self.opt = H.direct_optimizer(self.hmm, self.data, cfg["kappa"])
-            theta, objective = self.opt.run(cfg["lbfgs_round"])
-            objective = -objective
+            theta, value = self.opt.run(cfg["lbfgs_round"])      # value = −(log p(x) − κ‖θ‖²)
             self.hmm = H.unpack(theta, self.hmm.F, self.hmm.n_states)
-            loglik, times = objective, {}                         # the penalised log-likelihood
+            loglik, times = -value, {}
         return {"loss": -loglik / self.n_tokens, **times,
                 "step_s": round(time.perf_counter() - t0, 3)}
 
