@@ -5,7 +5,7 @@ from tinydgm.ops import (add, subtract, multiply, divide, negative, power, exp, 
                          softplus, log_sigmoid, relu, maximum, where, clip, matmul, linear, sum, max,
                          logsumexp, mean, bernoulli_log_prob, reshape, transpose, broadcast_to, getitem, concatenate,
                          stack, split, unbroadcast)
-from tinydgm import check, nn, optim, distributions
+from tinydgm import check, nn, optim, distributions, estimators
 
 neg = negative
 
