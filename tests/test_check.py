@@ -8,6 +8,10 @@ from tinydgm.check import GradcheckError, gradcheck
 from tinydgm.ops import defvjp, defvjp_argnum, primitive, unbroadcast
 
 
+def _xp(a):
+    return td.backend.get_array_module(a)
+
+
 @primitive
 def bad_square(xp, x):
     return x * x
@@ -24,7 +28,13 @@ defvjp(bad_scaled_product, lambda g, ans, x, y: unbroadcast(g * y, x.shape),    
 @primitive
 def slightly_off(xp, x):
     return xp.sin(x)
-defvjp(slightly_off, lambda g, ans, x: g * td.backend.get_array_module(x).cos(x) * (1 + 1e-4))
+defvjp(slightly_off, lambda g, ans, x: g * _xp(x).cos(x) * (1 + 1e-4))
+
+
+@primitive
+def bad_shape(xp, x):
+    return 2 * x
+defvjp(bad_shape, lambda g, ans, x: _xp(g).broadcast_to(2 * g, (4,) + g.shape))   # forgot to sum back
 
 
 @primitive
@@ -51,6 +61,12 @@ def test_raises_naming_the_wrong_input(xp):
     with pytest.raises(GradcheckError, match=r"input 1 \(shape \(2, 3\)\)"):
         gradcheck(bad_scaled_product, x, y)
     assert issubclass(GradcheckError, AssertionError)
+
+
+def test_a_gradient_of_the_wrong_shape_fails(xp):
+    (x,) = _inputs(xp, (3,))
+    with pytest.raises(GradcheckError, match=r"input 0 \(shape \(3,\)\) got a gradient of shape \(4, 3\)"):
+        gradcheck(bad_shape, x)                       # <grad, v> alone would broadcast and pass
 
 
 def test_names_the_worst_input(xp):

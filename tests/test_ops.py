@@ -136,6 +136,21 @@ def test_clip(xp, x, lo, hi):
     check(xp, lambda x: td.clip(x, lo, hi), lambda x: np.clip(x, lo, hi), x)
 
 
+@SOME
+@given(data=st.data())
+def test_clip_and_power_with_array_constants_that_broadcast(xp, data):
+    s = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=3), label="shapes")
+    x = data.draw(arrays(s.input_shapes[0], -3, 3), label="x")
+    lo = data.draw(arrays(s.input_shapes[1], -1.5, -0.5), label="lo")
+    hi = data.draw(arrays(s.input_shapes[2], 0.5, 1.5), label="hi")
+    assume(np.all(np.abs(x - lo) > 0.005) and np.all(np.abs(x - hi) > 0.005))
+    a_lo, a_hi = xp.asarray(lo), xp.asarray(hi)      # constants in x's dtype, so float32 stays float32
+    check(xp, lambda x: td.clip(x, a_lo.astype(x.dtype), a_hi.astype(x.dtype)), lambda x: np.clip(x, lo, hi), x)
+    c = hi + 1.0                                     # exponents in [1.5, 2.5], x > 0
+    a_c = xp.asarray(c)
+    check(xp, lambda x: td.power(x * x + 0.5, a_c.astype(x.dtype)), lambda x: (x * x + 0.5) ** c, x)
+
+
 # =============================================================================================
 # Linear algebra
 # =============================================================================================

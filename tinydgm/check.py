@@ -29,6 +29,9 @@ def gradcheck(f, *inputs, eps=1e-6, rtol=1e-5, atol=1e-8, seed=0):
     worst = None
     for i, x in enumerate(xs):
         v = xp.asarray(rng.standard_normal(x.shape))
+        if args[i].grad is not None and args[i].grad.shape != x.shape:     # else grad * v would broadcast
+            raise GradcheckError(f"gradcheck: input {i} (shape {x.shape}) got a gradient of shape "
+                                 f"{args[i].grad.shape}")
         engine = float((args[i].grad * v).sum()) if args[i].grad is not None else 0.0
         with no_grad():
             def at(step):

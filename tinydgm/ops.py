@@ -113,7 +113,7 @@ defvjp(negative, lambda g, ans, x: -g)                               # d(-x)/dx 
 def power(xp, x, c):
     """x ** c for a constant exponent c."""
     return xp.power(x, c)
-defvjp(power, lambda g, ans, x, c: g * (c * x ** (c - 1)), None)     # d x^c/dx = c x^(c-1)
+defvjp(power, lambda g, ans, x, c: unbroadcast(g * (c * x ** (c - 1)), _shape(x)), None)  # d x^c/dx = c x^(c-1)
 
 
 # =============================================================================================
@@ -196,7 +196,8 @@ def _bool(c):
 @primitive
 def clip(xp, x, a_min, a_max):
     return xp.clip(x, a_min, a_max)
-defvjp(clip, lambda g, ans, x, lo, hi: g * ((lo is None or x >= lo) & (hi is None or x <= hi)))  # d clip/dx = [lo <= x <= hi]
+defvjp(clip, lambda g, ans, x, lo, hi:                              # d clip/dx = [lo <= x <= hi]
+       unbroadcast(g * ((lo is None or x >= lo) & (hi is None or x <= hi)), _shape(x)))
 
 
 @primitive
