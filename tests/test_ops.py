@@ -151,6 +151,18 @@ def test_clip_and_power_with_array_constants_that_broadcast(xp, data):
     check(xp, lambda x: td.power(x * x + 0.5, a_c.astype(x.dtype)), lambda x: (x * x + 0.5) ** c, x)
 
 
+@SOME
+@given(data=st.data(), binary=st.booleans())
+def test_bernoulli_log_prob(xp, data, binary):
+    """x l - softplus(l), differentiable in the logits l; the data x may broadcast against l."""
+    s = data.draw(pairs, label="shapes")
+    logits = data.draw(arrays(s.input_shapes[0], -8, 8), label="logits")
+    x = data.draw(hnp.arrays(np.float64, s.input_shapes[1], elements=st.sampled_from([0.0, 1.0]) if binary
+                             else values(0, 1)), label="x")
+    a_x = xp.asarray(x)
+    check(xp, lambda l: td.bernoulli_log_prob(l, a_x.astype(l.dtype)), lambda l: x * l - np.logaddexp(0, l), logits)
+
+
 # =============================================================================================
 # Linear algebra
 # =============================================================================================
@@ -368,6 +380,8 @@ def test_stable_forms_finite_at_magnitude_1000(xp, dtype):
         (td.log_sigmoid, big, [-1000, -30, -np.log(2), -9.357623e-14, 0], [1, 1, 0.5, 9.357623e-14, 0]),
         (lambda x: td.logsumexp(x.reshape(-1, 2), axis=1), [1000.0, 1000.0, -1000.0, -1000.0, 1000.0, -1000.0],
          [1000 + np.log(2), -1000 + np.log(2), 1000], [0.5, 0.5, 0.5, 0.5, 1, 0]),
+        (lambda x: td.bernoulli_log_prob(x, xp.asarray([1, 0, 1, 0, 1], dtype=x.dtype)), big,
+         [-1000, -9.357623e-14, -np.log(2), -30, 0], [1, -9.357623e-14, 0.5, -1, 0]),
         (lambda x: td.logsumexp(x), [1000.0, 999.0], [1000 + np.log1p(np.exp(-1.0))],
          [1 / (1 + np.exp(-1.0)), 1 / (1 + np.exp(1.0))]),
     ]
