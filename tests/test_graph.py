@@ -327,3 +327,30 @@ def test_grad_function_with_argnums(xp):
     np.testing.assert_array_equal(to_numpy(zero), [0, 0])
     with pytest.raises(ValueError, match="one-element"):
         td.grad(lambda x: x * 2)(x)
+
+
+def test_results_and_grads_a_user_holds_are_never_overwritten_later(xp):
+    """Whatever buffers the engine reuses, arrays it has handed out stay as they were."""
+    rng = np.random.default_rng(3)
+    w = leaf(xp, rng.standard_normal((4, 3)), np.float32)
+    b = leaf(xp, rng.standard_normal(3), np.float32)
+
+    def step(seed):
+        x = td.tensor(xp.asarray(np.random.default_rng(seed).standard_normal((5, 4)), dtype=np.float32))
+        h = td.linear(x, w, b)
+        outs = [h, x @ w, td.tanh(h), td.softplus(h), td.sigmoid(h), td.log_sigmoid(h), td.exp(h * 0.1),
+                td.logsumexp(h, axis=1), td.bernoulli_log_prob(h, xp.ones((5, 3), dtype=np.float32))]
+        loss = outs[0].sum()
+        for o in outs[1:]:
+            loss = loss + o.sum()
+        w.zero_grad()
+        b.zero_grad()
+        loss.backward()
+        return [o.data for o in outs] + [w.grad, b.grad]
+
+    first = step(0)
+    kept = [to_numpy(a).copy() for a in first]
+    for seed in (1, 2):
+        step(seed)
+    for a, k in zip(first, kept):
+        np.testing.assert_array_equal(to_numpy(a), k)
