@@ -47,7 +47,7 @@ def bernoulli_sample(logits, rng, shape=None):
 
 def log_bernoulli_sum(logits, s):
     """Σ_i log Bernoulli(s_i; σ(a_i)) = −Σ_i softplus((1 − 2 s_i) a_i) over the last axis, on arrays
-    (logits and s broadcast): five passes over the data, which is what evaluation with large k pays for."""
+    (logits and s broadcast) in six passes over the data: what evaluation with large k pays for."""
     xp = _xp(logits)
     z = logits * (1 - 2 * s)                     # log p(s|a) = log σ((2s − 1) a) = −softplus(z)
     if float(z.max()) > 80:                      # e^z would overflow float32: the stable form
