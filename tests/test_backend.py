@@ -41,6 +41,7 @@ def test_use_cupy_without_cupy_names_what_is_missing(restore_backend):
 
 
 def test_use_cupy_when_the_import_fails(restore_backend, monkeypatch):
+    td.backend.use("numpy")
     monkeypatch.setitem(sys.modules, "cupy", None)      # makes `import cupy` raise ImportError
     with pytest.raises(BackendError, match=r"CuPy.*not installed.*cupy-cuda12x"):
         td.backend.use("cupy")
@@ -55,6 +56,7 @@ def test_use_cupy_without_a_gpu(restore_backend, monkeypatch, count, message):
         return count
     fake = types.ModuleType("cupy")
     fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=device_count))
+    td.backend.use("numpy")
     monkeypatch.setitem(sys.modules, "cupy", fake)
     with pytest.raises(BackendError, match=f"GPU.*{message}"):
         td.backend.use("cupy")

@@ -128,6 +128,15 @@ def test_where(xp, data):
     check(xp, lambda x, y: td.where(c, x, y), lambda x, y: np.where(cond, x, y), x, y)
 
 
+def test_where_with_a_non_boolean_condition(xp):
+    x = td.tensor(xp.asarray([1.0, 2.0, 3.0]), requires_grad=True)
+    conds = [xp.asarray([1.0, 0.0, 2.0]), td.tensor(xp.asarray([1.0, 0.0, 2.0]))] + ([[1, 0, 1]] if xp is np else [])
+    for cond in conds:
+        x.zero_grad()
+        td.where(cond, x, -x).sum().backward()
+        np.testing.assert_array_equal(to_numpy(x.grad), [1, -1, 1])
+
+
 @SOME
 @given(x=arrays(shapes, -3, 3), lo=st.sampled_from([None, -1.0, 0.5]), hi=st.sampled_from([None, 1.0, 2.0]))
 def test_clip(xp, x, lo, hi):

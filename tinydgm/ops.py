@@ -190,7 +190,9 @@ defvjp(where, None,
 
 
 def _bool(c):
-    return c if getattr(c, "dtype", None) == bool else numpy.asarray(c, dtype=bool)
+    if getattr(c, "dtype", None) == bool:
+        return c
+    return c.astype(bool) if hasattr(c, "astype") else numpy.asarray(c, dtype=bool)   # stays on its device
 
 
 @primitive
