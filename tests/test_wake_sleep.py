@@ -223,3 +223,23 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, bad, message):
     assert main(["train", "wake-sleep", *bad, "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinydgm: error:") and message in err and "Traceback" not in err
+
+
+def test_resume_gives_the_numbers_of_an_uninterrupted_run(tmp_path, capsys):
+    """The trainer's state (θ, λ, both Adams, the generator) is complete: 1 epoch + resume = 2 epochs."""
+    common = ["--layers", "6,3", "--reweighted", "--k", "2", "--limit", "60", "--batch-size", "20", "--quiet"]
+    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+    assert main(["train", "wake-sleep", *common, "--epochs", "2", "--out", straight]) == 0
+    assert main(["train", "wake-sleep", *common, "--epochs", "1", "--out", split]) == 0
+    with open(os.path.join(split, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["epochs"] = 2
+    with open(os.path.join(split, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    assert main(["train", "wake-sleep", "--resume", split, "--quiet"]) == 0
+    capsys.readouterr()
+    records = []
+    for run in (straight, split):
+        with open(os.path.join(run, "metrics.jsonl")) as f:
+            records.append([{k: v for k, v in json.loads(line).items() if k not in ("time_s", "cpu_s")} for line in f])
+    assert records[0] == records[1] and len(records[0]) == 2
