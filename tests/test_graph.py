@@ -52,19 +52,31 @@ def test_wide_diamond(xp):
     np.testing.assert_allclose(to_numpy(x.grad), [expected])
 
 
-PROGRAM_OPS = {     # bounded on [-1, 1], so any program stays well scaled for gradcheck
+MASK = np.array([[True, False, True], [False, False, True]])
+PROGRAM_OPS = {     # (2, 3), (2, 3) -> (2, 3), about as large as their inputs: well scaled for gradcheck
     "mean": lambda a, b: (a + b) * 0.5,
     "half_difference": lambda a, b: (a - b) * 0.5,
     "product": lambda a, b: a * b,
     "tanh": lambda a, b: td.tanh(a + b),
     "swap_sum": lambda a, b: td.sum(a, axis=0, keepdims=True) * 0.25 + b,
+    "matmul": lambda a, b: (a @ b.T) @ b * (1 / 6),
+    "gather": lambda a, b: a[[1, 1]] * 0.5 + b[:, [2, 0, 2]] * 0.5,               # repeated indices
+    "roll": lambda a, b: td.concatenate(td.split(a, [1], axis=1)[::-1], axis=1) * b,
+    "logsumexp": lambda a, b: td.logsumexp(a, axis=1, keepdims=True) * 0.25 + b * 0.5,
+    "softplus": lambda a, b: td.softplus(a) * 0.5 - b * 0.25,
+    "log_sigmoid": lambda a, b: td.log_sigmoid(a) * 0.5 + b * 0.5,
+    "sigmoid": lambda a, b: td.sigmoid(a) * b,
+    "where": lambda a, b: td.where(td.backend.get_array_module(a.data).asarray(MASK), a, b),
+    "shuffle": lambda a, b: td.reshape(a.T, (2, 3)) * 0.5 + td.stack([b[1], b[0]]) * 0.5,
+    "broadcast": lambda a, b: td.broadcast_to(a[0:1], (2, 3)) * b,
+    "mean": lambda a, b: td.mean(a * b, axis=1, keepdims=True) + td.exp(b * 0.1) * 0.1,
 }
 
 
 @settings(max_examples=60)
 @given(n_inputs=st.integers(1, 3),
        steps=st.lists(st.tuples(st.sampled_from(sorted(PROGRAM_OPS)), st.integers(0, 99), st.integers(0, 99)),
-                      min_size=1, max_size=12),
+                      min_size=1, max_size=16),
        data=st.data())
 def test_random_programs_with_shared_nodes(xp, n_inputs, steps, data):
     """Random DAGs in which every node may feed any later one: the gradient of the sum of all
