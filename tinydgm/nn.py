@@ -8,11 +8,13 @@ from tinydgm.tensor import Tensor
 
 
 class Parameter(Tensor):
-    """A Tensor that a Module learns: requires_grad is always on."""
+    """A Tensor that a Module learns: requires_grad is always on, and it owns a copy of `data`
+    (optimisers update it in place; the caller's array is never changed)."""
     __slots__ = ()
 
     def __init__(self, data):
         super().__init__(data, requires_grad=True)
+        self.data = self.data.copy()
 
 
 class Module:
