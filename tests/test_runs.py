@@ -105,3 +105,25 @@ def test_cpu_budget(tmp_path):
     run = runs.Run.create(tmp_path / "r", {"model": "toy"})
     s = runs.fit(run, Toy(), minutes=1e-9, clock="cpu", quiet=True)
     assert s["epochs"] == 1 and s["cpu_s"] >= 0
+
+
+def test_one_process_per_run(tmp_path):
+    run = runs.Run.create(tmp_path / "r", {"model": "toy"})
+    with run.lock():
+        with pytest.raises(runs.RunError, match="another process .* is training this run"):
+            runs.fit(runs.Run.open(run.dir), Toy(), epochs=1, quiet=True)
+    assert runs.fit(run, Toy(), epochs=1, quiet=True)["status"] == "done"
+
+
+def test_sigterm_stops_cleanly(tmp_path):
+    import os
+    import signal
+
+    class Killed(Toy):
+        def train_epoch(self, epoch, progress):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().train_epoch(epoch, progress)
+    run = runs.Run.create(tmp_path / "r", {"model": "toy"})
+    s = runs.fit(run, Killed(), epochs=5, quiet=True)
+    assert s["status"] == "interrupted" and s["epochs"] == 2

@@ -22,17 +22,21 @@ To plug a model in, give `fit` an object with four methods (an EM iteration is a
     summary = fit(run, trainer, epochs=10, monitor="valid_elbo", mode="max")
     return run.finish(summary)                            # prints one JSON line; the exit code
 
-`fit` resumes from `last` if the run has one.  Ctrl-C or a non-finite loss (return it, or raise
-`NonFinite` mid-epoch) stops cleanly, keeping the last good checkpoint.  With the same seed an
+`fit` resumes from `last` if the run has one, and holds a lock on the folder meanwhile.  Ctrl-C,
+SIGTERM or a non-finite loss (return it, or raise `NonFinite` mid-epoch) stops cleanly, keeping
+the last good checkpoint.  With the same seed an
 epoch-budgeted run resumed any number of times gives the numbers of an uninterrupted one, as long
 as every random draw comes from generators saved in `state()`.  A `minutes` budget (wall
 time, or this process's CPU time with clock="cpu") makes `progress` depend on the clock, so such
 runs are not bit-reproducible.
 """
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -95,6 +99,29 @@ class Run:
             return []
         with open(self.path("metrics.jsonl")) as f:
             return [json.loads(line) for line in f if line.strip()]
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run for one process: a second `fit` on the same folder stops with RunError."""
+        try:
+            import fcntl
+        except ImportError:                              # not on POSIX: no lock
+            yield
+            return
+        with open(self.path(".lock"), "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                raise RunError(f"{self.dir}: another process (pid {f.read().strip() or '?'}) is "
+                               f"training this run") from None
+            f.truncate(0)
+            f.write(str(os.getpid()))
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def truncate_metrics(self, epochs):
         """Forget records of epochs >= `epochs` (written after the checkpoint we resume from)."""
@@ -204,6 +231,23 @@ def _finite(v):
     return v is None or math.isfinite(v)
 
 
+@contextlib.contextmanager
+def _stop_signals():
+    """SIGINT and SIGTERM raise KeyboardInterrupt (also in a background job, where SIGINT is ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_loss", mode="min",
         quiet=False, clock="wall"):
     """Train until `epochs` or `minutes` run out; checkpoint, log and resume. Returns the summary.
@@ -212,6 +256,11 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
     """
     if epochs is None and minutes is None:
         raise ValueError("fit: give epochs, minutes or both")
+    with run.lock(), _stop_signals():
+        return _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
+
+
+def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock):
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
     loop = {"epoch": 0, "elapsed_s": 0.0, "cpu_s": 0.0, "best": None, "best_epoch": None}
     if checkpoint.exists(run.path("last")):

@@ -9,7 +9,7 @@ The gradient of the same model derived by hand lives in `vae_by_hand.py`.
 `tinydgm train vae`, `tinydgm eval RUN`, `tinydgm sample RUN` are at the bottom.  Recipes:
 
     tinydgm train vae                            20 epochs, batch 100: a minute or two, samples.png
-    tinydgm train vae --minutes 30               the budgeted recipe: lr 1e-3 for 40% of the time,
+    tinydgm train vae --minutes 30               the budgeted recipe: lr 1e-3 for 25% of the time,
                                                  then decayed 100-fold; best epoch by validation ELBO
     tinydgm train vae --schedule burda           Burda et al. 2016, App. D (3280 epochs, batch 20)
     tinydgm eval RUN --k 5000                    test NLL as -L_5000 over all 10,000 test images
@@ -54,7 +54,10 @@ class VAE(nn.Module):
         return log_px - td.sum(kl_standard_normal(q), axis=-1)
 
     def iwae_bound(self, x, k, rng=None):
-        """Per-example L_k = logsumexp_j log w_j - log k, w_j = p(x, z_j) / q(z_j|x) (Burda et al. 2016, eq. 8)."""
+        """Per-example L_k = logsumexp_j log w_j - log k, w_j = p(x, z_j) / q(z_j|x).
+
+        Burda et al. 2016, eq. 8; z_j ~ q(z|x) reparameterised, so it trains an IWAE too.
+        """
         q = self.encode(x)
         z = q.rsample((k,), rng=rng)                                        # (k, B, z_dim)
         log_px = td.sum(self.decode(z).log_prob(x), axis=-1)
@@ -81,12 +84,16 @@ class VAE(nn.Module):
 
 # ---------------------------------------------------------------- learning-rate schedules
 
+SCHEDULES = ("anneal", "constant", "burda")
+HOLD = 0.25                     # anneal: the share of the budget spent at the full learning rate
+
+
 def learning_rate(schedule, lr, epoch, progress):
     """The step size for `epoch` (`progress` in [0, 1) is how much of the run's budget is spent)."""
     if schedule == "constant":
         return lr
     if schedule == "anneal":
-        # hold lr for the first 40% of the budget, then decay exponentially to lr/100 at the end
+        # hold lr for the first 25% of the budget, then decay exponentially to lr/100 at the end
         return lr if progress < HOLD else lr * 10 ** (-2 * (progress - HOLD) / (1 - HOLD))
     if schedule == "burda":
         # Burda et al. 2016, App. D: lr 10^(-i/7) * 1e-3 for 3^i epochs, i = 0..7 (3280 epochs)
@@ -95,17 +102,14 @@ def learning_rate(schedule, lr, epoch, progress):
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-HOLD = 0.4
-SCHEDULES = ("anneal", "constant", "burda")
-
-
 # ---------------------------------------------------------------- the trainer plugged into runs.fit
 
 class Trainer:
     """One epoch of Adam on -ELBO (or -L_k), validation ELBO, and the state to resume from."""
 
     def __init__(self, model, opt, train_x, valid_x, cfg, rng):
-        self.model, self.opt, self.x, self.valid_x, self.cfg, self.rng = model, opt, train_x, valid_x, cfg, rng
+        self.model, self.opt, self.cfg, self.rng = model, opt, cfg, rng
+        self.x, self.valid_x = train_x, valid_x
         self.draw = runs.device_rng(rng)
 
     def objective(self, x):
@@ -164,7 +168,7 @@ def add_train_arguments(p):
     p.add_argument("--lr", type=float, default=1e-3, help="Adam step size (default 1e-3)")
     p.add_argument("--adam-eps", type=float, help="Adam epsilon (default 1e-8; 1e-4 with --schedule burda)")
     p.add_argument("--schedule", choices=SCHEDULES, default="anneal",
-                   help="anneal: hold lr 40%% of the budget, then decay it 100-fold (default); "
+                   help="anneal: hold lr 25%% of the budget, then decay it 100-fold (default); "
                         "constant; burda: Burda et al. 2016 App. D (lr 1e-3*10^(-i/7) for 3^i epochs)")
     p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
