@@ -1,9 +1,8 @@
 """L-BFGS in NumPy (Nocedal & Wright 2006, Algorithms 7.4 and 7.5), with a backtracking line search.
 
-scipy.optimize's L-BFGS-B spends ~0.2–0.8 s per iteration in its own bookkeeping at a million
-parameters on this machine, more than the featurized HMM's whole E-step; the two-loop recursion
-is a few vector operations. `LBFGS` keeps its memory between calls, so training can stop every few
-iterations to log and checkpoint, and go on where it was.
+The M-step uses scipy.optimize's L-BFGS-B. The direct gradient runs for hundreds of iterations and
+stops every few of them to log, score and checkpoint; scipy's minimize cannot pause and go on with
+its curvature memory, so `LBFGS` keeps its memory between calls to `run`.
 """
 from collections import deque
 
