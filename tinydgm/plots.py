@@ -69,8 +69,8 @@ def learning_curves(records, path, keys=("loss", "valid_elbo")):
                      label=("-" if sign < 0 else "") + key)
     values = [-r["valid_elbo"] for r in records if "valid_elbo" in r]
     if values:                                           # zoom on the interesting part
-        lo = min(values)
-        plt.ylim(lo - 5, lo + 40)
+        lo = min(values + [r["loss"] for r in records if "loss" in r])
+        plt.ylim(lo - 2, lo + 40)
     plt.xlabel("epoch")
     plt.ylabel("nats per image")
     plt.legend()
