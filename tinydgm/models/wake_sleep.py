@@ -571,7 +571,8 @@ def figures(run, cfg, n=100):
     dreams = backend.to_numpy(model.dream_means(n, rng))
     return [dreams_figure(x, dreams, run.path("dreams.png")),
             activations_figure(model, x, rng, run.path("activations.png")),
-            plots.learning_curves(run.metrics(), run.path("curves.png"), keys=("loss", "valid_bound"))]
+            plots.learning_curves([{**r, "-valid_bound": -r["valid_bound"]} if "valid_bound" in r else r
+                                   for r in run.metrics()], run.path("curves.png"), keys=("loss", "-valid_bound"))]
 
 
 # =============================================================================================
