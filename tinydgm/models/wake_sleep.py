@@ -584,6 +584,8 @@ def add_eval_arguments(p):
     p.add_argument("--split", choices=("test", "valid"), default="test")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--limit", type=int, help="evaluate only the first N images (a quick look, not a result)")
+    p.add_argument("--start", type=int, default=0, help="skip the first N images (with --limit: one shard of "
+                   "the split, so that shards can run in parallel; their NLLs average, weighted by n)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--quiet", action="store_true")
@@ -597,7 +599,12 @@ def evaluate(args):
         raise UserError(f"--k: expected a positive integer, got {args.k}")
     _use_device(args.device)
     model, run = load(args.run_dir, args.checkpoint)
-    x = backend.asarray(_data(args.split, args.limit))
+    if args.start < 0:
+        raise UserError(f"--start: expected a non-negative integer, got {args.start}")
+    x = _data(args.split)[args.start:]
+    x = backend.asarray(x[:args.limit])
+    if len(x) == 0:
+        raise UserError(f"--start {args.start}: the {args.split} split has no images from there on")
     t0 = time.perf_counter()
     elbo = mean_bound(model, x, 1, np.random.default_rng(args.seed))
     train_elbo = mean_bound(model, backend.asarray(_data("train", args.limit)), 1, np.random.default_rng(args.seed))
@@ -605,10 +612,12 @@ def evaluate(args):
     chunk = max(d for d in range(1, min(args.k, 500) + 1) if args.k % d == 0)
     nll = iw_nll(model, x, args.k, rng=np.random.default_rng(args.seed), chunk=chunk,
                  batch_size=max(1, 1000 // chunk), progress=not args.quiet)
-    result = {"run": run.dir, "checkpoint": args.checkpoint, "split": args.split, "n": len(x), "k": args.k,
+    result = {"run": run.dir, "checkpoint": args.checkpoint, "split": args.split, "start": args.start,
+              "n": len(x), "k": args.k,
               f"{args.split}_nll": nll, f"{args.split}_elbo": elbo, "train_elbo": train_elbo,
               "time_s": round(time.perf_counter() - t0, 1)}
-    with open(run.path(f"eval-{args.split}-k{args.k}" + (f"-n{len(x)}" if args.limit else "") + ".json"), "w") as f:
+    part = f"-from{args.start}" * bool(args.start) + f"-n{len(x)}" * bool(args.limit or args.start)
+    with open(run.path(f"eval-{args.split}-k{args.k}{part}.json"), "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result), flush=True)
 
