@@ -98,7 +98,7 @@ def test_active_units():
 
 def test_schedules():
     assert learning_rate("constant", 1e-3, 50, 0.9) == 1e-3
-    assert learning_rate("anneal", 1e-3, 0, 0.3) == 1e-3
+    assert learning_rate("anneal", 1e-3, 0, 0.2) == 1e-3
     assert learning_rate("anneal", 1e-3, 0, 0.999) == pytest.approx(1e-5, rel=0.02)
     # Burda et al. 2016, App. D: 3^i epochs at 1e-3 * 10^(-i/7)
     assert learning_rate("burda", 1e-3, 0, 0) == 1e-3

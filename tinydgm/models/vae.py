@@ -8,7 +8,7 @@
 The gradient of the same model derived by hand lives in `vae_by_hand.py`.
 `tinydgm train vae`, `tinydgm eval RUN`, `tinydgm sample RUN` are at the bottom.  Recipes:
 
-    tinydgm train vae                            20 epochs, batch 100: a minute or two, samples.png
+    tinydgm train vae                            20 epochs, batch 100, constant lr: samples.png
     tinydgm train vae --minutes 30               the budgeted recipe: lr 1e-3 for 25% of the time,
                                                  then decayed 100-fold; best epoch by validation ELBO
     tinydgm train vae --schedule burda           Burda et al. 2016, App. D (3280 epochs, batch 20)
@@ -167,9 +167,10 @@ def add_train_arguments(p):
     p.add_argument("--batch-size", type=int, help="images per step (default 100; 20 with --schedule burda)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam step size (default 1e-3)")
     p.add_argument("--adam-eps", type=float, help="Adam epsilon (default 1e-8; 1e-4 with --schedule burda)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="anneal",
-                   help="anneal: hold lr 25%% of the budget, then decay it 100-fold (default); "
-                        "constant; burda: Burda et al. 2016 App. D (lr 1e-3*10^(-i/7) for 3^i epochs)")
+    p.add_argument("--schedule", choices=SCHEDULES,
+                   help="anneal: hold lr 25%% of the budget, then decay it 100-fold (default with "
+                        "--minutes); constant (default otherwise); burda: Burda et al. 2016 App. D "
+                        "(lr 1e-3*10^(-i/7) for 3^i epochs)")
     p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
     p.add_argument("--z-dim", type=int, default=50)
@@ -187,6 +188,7 @@ def add_train_arguments(p):
 def _config(args):
     from tinydgm.cli import UserError
     cfg = {k: v for k, v in vars(args).items() if k not in ("command", "_kind", "resume", "quiet")}
+    cfg["schedule"] = cfg["schedule"] or ("anneal" if cfg["minutes"] else "constant")
     burda = cfg["schedule"] == "burda"
     cfg["model"] = "vae"
     if cfg["epochs"] is None and cfg["minutes"] is None:
