@@ -93,13 +93,20 @@ Posteriors = namedtuple("Posteriors", ["loglik", "gamma", "start", "trans"])
 # trans (K, K) Σ_{b,t} p(z_t = i, z_{t+1} = j | x).
 
 
-def forward_backward(start, trans, log_emit, bk):
-    """Posterior marginals of one bucket by the scaled forward-backward recursions."""
+def emission_table(log_emit):
+    """b(x, z) = p(x | z) / max_z p(x | z), and s(x) = log max_z p(x | z): scaled once per word."""
+    shift = log_emit.max(axis=1, keepdims=True)
+    return np.exp(log_emit - shift), shift[:, 0]
+
+
+def forward_backward(start, trans, emit, bk):
+    """Posterior marginals of one bucket by the scaled forward-backward recursions.
+
+    emit = emission_table(log p(x | z)): b_t = b(x_t, ·) is p(x_t | ·) up to the factor exp s(x_t)."""
     T, B = bk.words.shape
     m = bk.mask[..., None]
-    le = log_emit[bk.words]                                       # (T, B, K) log p(x_t | z)
-    shift = le.max(axis=2, keepdims=True)
-    b = np.exp(le - shift)                                        # b_t(z) ∝ p(x_t | z), max 1
+    table, shift = emit
+    b = table[bk.words]                                           # (T, B, K) b_t(z) ∝ p(x_t | z)
     alpha, beta, c = np.empty_like(b), np.empty_like(b), np.ones((T, B, 1))
     a = start * b[0]
     c[0] = a.sum(axis=1, keepdims=True)
@@ -113,7 +120,7 @@ def forward_backward(start, trans, log_emit, bk):
     for t in range(T - 2, -1, -1):                                # β_t = A (b_{t+1} ⊙ β_{t+1}) / c_{t+1}
         beta[t] = np.where(m[t + 1], (nxt[t + 1] * beta[t + 1]) @ trans.T, 1.0)
     gamma = alpha * beta * m                                      # γ_t = α_t ⊙ β_t
-    loglik = ((np.log(c) + shift * m).sum(axis=0))[:, 0]          # log p(x) = Σ_t log c_t (+ shifts)
+    loglik = np.log(c)[..., 0].sum(axis=0) + (shift[bk.words] * bk.mask).sum(axis=0)  # Σ_t log c_t + s(x_t)
     K = len(start)                                                # ξ = A ⊙ Σ_t α_tᵀ (b ⊙ β)_{t+1} / c_{t+1}
     xi = trans * (alpha[:-1].reshape(-1, K).T @ (nxt[1:] * beta[1:]).reshape(-1, K))
     return Posteriors(loglik, gamma, gamma[0].sum(axis=0), xi)
@@ -127,11 +134,11 @@ def e_step(hmm, data, decode=False):
 
     With decode=True also returns each sentence's posterior-argmax states, in corpus order."""
     K = hmm.n_states
-    log_emit = hmm.log_emission()
-    counts = Counts(0.0, np.zeros(K), np.zeros((K, K)), np.zeros((log_emit.shape[0], K)))
+    emit = emission_table(hmm.log_emission())
+    counts = Counts(0.0, np.zeros(K), np.zeros((K, K)), np.zeros((emit[0].shape[0], K)))
     states = {}
     for bk in data:
-        post = forward_backward(hmm.start, hmm.trans, log_emit, bk)
+        post = forward_backward(hmm.start, hmm.trans, emit, bk)
         counts = Counts(counts.loglik + post.loglik.sum(), counts.start + post.start,
                         counts.trans + post.trans,
                         counts.emit + bk.tokens @ post.gamma.reshape(-1, K))
