@@ -154,6 +154,15 @@ def _write_json(path, obj):
 
 # ---------------------------------------------------------------- state <-> checkpoint
 
+def use_device(device):
+    """Switch the backend for `--device cpu|cuda`; a missing CuPy or GPU is the user's one-line error."""
+    from tinydgm.cli import UserError
+    try:
+        backend.use("cupy" if device == "cuda" else "numpy")
+    except backend.BackendError as e:
+        raise UserError(f"--device {device}: {e}") from None
+
+
 def rng_state(rng):
     """A NumPy Generator's full state, as JSON-able values."""
     return rng.bit_generator.state

@@ -208,14 +208,6 @@ def _config(args):
     return cfg
 
 
-def _use_device(device):
-    from tinydgm.cli import UserError
-    try:
-        backend.use("cupy" if device == "cuda" else "numpy")
-    except backend.BackendError as e:
-        raise UserError(f"--device {device}: {e}") from None
-
-
 def build(cfg):
     """The model and its optimiser from a run's config."""
     model = VAE(784, cfg["hidden"], cfg["z_dim"], cfg["activation"], rng=np.random.default_rng(cfg["seed"]))
@@ -230,7 +222,7 @@ def train(args):
         cfg = run.config
     else:
         cfg = _config(args)
-    _use_device(cfg["device"])
+    runs.use_device(cfg["device"])
     train_x, valid_x = (backend.asarray(binarized_mnist(s)[: cfg.get("limit")]) for s in ("train", "valid"))
     if not args.resume:
         run = runs.Run.create(cfg["out"], cfg)
@@ -290,7 +282,7 @@ def evaluate(args):
     """Test NLL as -L_k over the whole split, plus ELBO, KL and active units; writes eval.json."""
     from tinydgm.datasets import binarized_mnist
     from tinydgm.metrics import active_units, iw_nll
-    _use_device(args.device)
+    runs.use_device(args.device)
     model, run = load(args.run_dir, args.checkpoint)
     x = backend.asarray(binarized_mnist(args.split)[: args.limit])
     t0 = time.perf_counter()

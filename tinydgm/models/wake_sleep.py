@@ -453,14 +453,6 @@ def _config(args):
     return cfg
 
 
-def _use_device(device):
-    from tinydgm.cli import UserError
-    try:
-        backend.use("cupy" if device == "cuda" else "numpy")
-    except backend.BackendError as e:
-        raise UserError(f"--device {device}: {e}") from None
-
-
 def build(cfg):
     """The machine and its two optimisers (θ, λ) from a run's config."""
     model = HelmholtzMachine([784, *cfg["layers"]], rng=np.random.default_rng(cfg["seed"]))
@@ -488,7 +480,7 @@ def train(args):
             cfg = _config(args)
     except runs.RunError as e:
         raise UserError(str(e)) from None
-    _use_device(cfg["device"])
+    runs.use_device(cfg["device"])
     train_np = _data("train", cfg.get("limit"))
     train_x, valid_x = backend.asarray(train_np), backend.asarray(_data("valid", cfg.get("limit")))
     if not args.resume:
@@ -597,7 +589,7 @@ def evaluate(args):
     from tinydgm.metrics import iw_nll
     if args.k < 1:
         raise UserError(f"--k: expected a positive integer, got {args.k}")
-    _use_device(args.device)
+    runs.use_device(args.device)
     model, run = load(args.run_dir, args.checkpoint)
     if args.start < 0:
         raise UserError(f"--start: expected a non-negative integer, got {args.start}")
