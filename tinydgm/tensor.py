@@ -239,14 +239,19 @@ def _owns(a):
 # ---------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def no_grad():
-    """Record nothing inside this block (for evaluation and parameter updates)."""
+def _recording(enabled):
+    """Inside this block, ops record their graph iff `enabled`; the previous setting comes back after."""
     before = _grad_enabled[0]
-    _grad_enabled[0] = False
+    _grad_enabled[0] = enabled
     try:
         yield
     finally:
         _grad_enabled[0] = before
+
+
+def no_grad():
+    """Record nothing inside this block (for evaluation and parameter updates)."""
+    return _recording(False)
 
 
 def is_grad_enabled():
@@ -262,7 +267,7 @@ def grad(f, argnums=0):
         args = list(args)
         for i in nums:
             args[i] = Tensor(unwrap(args[i]), requires_grad=True)
-        with _enabled():
+        with _recording(True):
             out = f(*args, **kwargs)
         if not isinstance(out, Tensor) or out.data.size != 1:
             raise ValueError(f"grad: f must return a one-element Tensor, got "
@@ -274,13 +279,3 @@ def grad(f, argnums=0):
                    for i in nums)
         return gs[0] if single else gs
     return gradient
-
-
-@contextlib.contextmanager
-def _enabled():
-    before = _grad_enabled[0]
-    _grad_enabled[0] = True
-    try:
-        yield
-    finally:
-        _grad_enabled[0] = before
