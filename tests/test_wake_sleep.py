@@ -42,8 +42,10 @@ def test_delta_rule_equals_engine_wake_and_sleep(layers, batch, seed):
     rng = np.random.default_rng(seed)
     x = binary(rng, (batch, layers[0]))
     hs = [binary(rng, (batch, n)) for n in layers[1:]]          # any binary states, not only q's
-    td.mean(m.log_joint(x, hs)).backward()
-    by_hand = ws.wake_gradients_by_hand(m.arrays(), x, hs)
+    wake = td.mean(m.log_joint(x, hs))
+    wake.backward()
+    by_hand, value = ws.wake_gradients_by_hand(m.arrays(), x, hs)
+    np.testing.assert_allclose(value, wake.item(), rtol=1e-12)
     assert set(by_hand) == {n for n, _ in m.named_parameters() if not n.startswith("recognition")}
     for n, p in m.named_parameters():
         if n in by_hand:
@@ -51,8 +53,10 @@ def test_delta_rule_equals_engine_wake_and_sleep(layers, batch, seed):
         else:
             assert p.grad is None, f"wake objective gave {n} a gradient"
     m.zero_grad()
-    td.mean(m.log_q(hs, x)).backward()
-    by_hand = ws.sleep_gradients_by_hand(m.arrays(), x, hs)
+    sleep = td.mean(m.log_q(hs, x))
+    sleep.backward()
+    by_hand, value = ws.sleep_gradients_by_hand(m.arrays(), x, hs)
+    np.testing.assert_allclose(value, sleep.item(), rtol=1e-12)
     for n, p in m.named_parameters():
         if n in by_hand:
             np.testing.assert_allclose(p.grad, by_hand[n], rtol=1e-10, atol=1e-12, err_msg=n)
@@ -69,24 +73,29 @@ def test_delta_rule_equals_engine_reweighted(layers, batch, k, seed):
     log_p, log_q, omega = m.reweighted_wake(x, np.random.default_rng(seed + 2), k)
     hs = m.sample_q(x, np.random.default_rng(seed + 2), k)      # the same draws
     np.testing.assert_allclose(omega.sum(0), 1, rtol=1e-12)
-    (td.sum(log_p * omega) / batch + td.sum(log_q * omega) / batch).backward()
-    expected = {**ws.wake_gradients_by_hand(m.arrays(), x, hs, omega),
-                **ws.recognition_gradients_by_hand(m.arrays(), x, hs, omega)}
+    p_objective, q_objective = td.sum(log_p * omega) / batch, td.sum(log_q * omega) / batch
+    (p_objective + q_objective).backward()
+    g_p, p_value = ws.wake_gradients_by_hand(m.arrays(), x, hs, omega)
+    g_q, q_value = ws.recognition_gradients_by_hand(m.arrays(), x, hs, omega)
+    np.testing.assert_allclose([p_value, q_value], [p_objective.item(), q_objective.item()], rtol=1e-12)
+    expected = {**g_p, **g_q}
     for n, p in m.named_parameters():
         np.testing.assert_allclose(p.grad, expected[n], rtol=1e-10, atol=1e-12, err_msg=n)
 
 
 def test_engine_step_equals_step_by_hand():
-    """Same init, same seed: wake_sleep_step on the engine and by the delta rule give the same parameters."""
+    """Same init, same seed: wake_sleep_step on the engine and by the delta rule give the same parameters
+    and report the same wake and sleep objectives."""
     data = binary(np.random.default_rng(0), (60, 12))
-    models = []
+    models, reported = [], []
     for step in (ws.wake_sleep_step, ws.wake_sleep_step_by_hand):
         m = machine((12, 5, 3), 4)
         opt_p, opt_q = td.optim.Adam(m.generative_parameters(), 0.01), td.optim.Adam(m.recognition_parameters(), 0.01)
         rng = np.random.default_rng(5)
-        for i in range(0, 60, 10):
-            step(m, data[i:i + 10], opt_p, opt_q, rng)
+        reported.append([step(m, data[i:i + 10], opt_p, opt_q, rng) for i in range(0, 60, 10)])
         models.append(m.state_dict())
+    for engine, hand in zip(*reported):
+        np.testing.assert_allclose([engine["wake"], engine["sleep"]], [hand["wake"], hand["sleep"]], rtol=1e-9)
     for n in models[0]:
         np.testing.assert_allclose(models[0][n], models[1][n], rtol=1e-9, atol=1e-12, err_msg=n)
 

@@ -6,6 +6,9 @@ Bernoulli log-likelihood from logits, closed-form KL, Adam, float32.  The three 
 interleaved in one process (rounds of `--steps` each, in turn) so that machine noise hits all of
 them alike; we report medians over rounds and the ratios.  Before timing, the engine's gradient is
 checked against the hand-derived one in float64.
+
+`--device cuda`: the engine on CuPy against PyTorch on the GPU (the hand-derived step is NumPy-only);
+each timed round ends with a device synchronisation.
 """
 import argparse
 import json
@@ -27,7 +30,7 @@ class EngineStep:
     """The VAE step with tinydgm ops: the graph is rebuilt and differentiated every step."""
 
     def __init__(self, params, lr=1e-3):
-        self.p = {k: td.nn.Parameter(v.copy()) for k, v in params.items()}
+        self.p = {k: td.nn.Parameter(td.backend.asarray(v)) for k, v in params.items()}
         self.opt = td.optim.Adam(list(self.p.values()), lr=lr)
 
     def loss(self, x, eps):
@@ -69,15 +72,15 @@ class HandStep:
 
 
 class TorchStep:
-    def __init__(self, params, lr=1e-3):
+    def __init__(self, params, lr=1e-3, device="cpu"):
         import torch
         self.torch = torch
-        self.p = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+        self.p = {k: torch.tensor(v.copy(), requires_grad=True, device=device) for k, v in params.items()}
         self.opt = torch.optim.Adam(list(self.p.values()), lr=lr)
 
     def __call__(self, x, eps):
         torch, P = self.torch, self.p
-        x, eps = torch.from_numpy(x), torch.from_numpy(eps)
+        x, eps = torch.as_tensor(x), torch.as_tensor(eps)          # shares memory: NumPy on the CPU, CuPy on the GPU
         self.opt.zero_grad()
         h = torch.tanh(torch.addmm(P["b1"], x, P["W1"]))
         h = torch.tanh(torch.addmm(P["b2"], h, P["W2"]))
@@ -140,7 +143,9 @@ def main(argv):
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=50, help="steps per round at batch 100 (scaled down for bigger batches)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = ap.parse_args(argv)
+    cuda = args.device == "cuda"
 
     xtr = binarized_mnist("train")
     err = check_gradients(xtr)
@@ -156,17 +161,20 @@ def main(argv):
         have_torch = False
         print("PyTorch not installed: skipping it (pip install torch==2.13.0 for the comparison)")
     print(f"allocator tuned by tinydgm.backend: {td.backend.allocator_tuned}")
+    if cuda:
+        td.backend.use("cupy")
+        sync = td.backend.xp().cuda.Device().synchronize
 
     summary = {}
     for batch in args.batch:
         rng = np.random.default_rng(0)
         params = vae_by_hand.init_params(rng)
-        steps = {"engine": EngineStep(params), "hand": HandStep(params)}
+        steps = {"engine": EngineStep(params)} if cuda else {"engine": EngineStep(params), "hand": HandStep(params)}
         if have_torch:
-            steps["torch"] = TorchStep(params)
+            steps["torch"] = TorchStep(params, device=args.device)
         n = max(5, args.steps * 100 // batch)
-        batches = [(xtr[rng.integers(0, len(xtr), batch)], rng.standard_normal((batch, Z), dtype=np.float32))
-                   for _ in range(n)]
+        batches = [(td.backend.asarray(xtr[rng.integers(0, len(xtr), batch)]),
+                    td.backend.asarray(rng.standard_normal((batch, Z), dtype=np.float32))) for _ in range(n)]
         times = {k: [] for k in steps}
         for k, s in steps.items():                               # warm up
             for xb, eb in batches[:3]:
@@ -176,15 +184,18 @@ def main(argv):
                 t0 = time.perf_counter()
                 for xb, eb in batches:
                     s(xb, eb)
+                if cuda:
+                    sync()
                 times[k].append((time.perf_counter() - t0) / n)
         med = {k: statistics.median(v) for k, v in times.items()}
-        mem = {k: peak_memory(s, *batches[0]) for k, s in steps.items() if k != "torch"}
+        mem = {} if cuda else {k: peak_memory(s, *batches[0]) for k, s in steps.items() if k != "torch"}
         row = {f"{k}_ms_per_step": round(v * 1e3, 3) for k, v in med.items()}
         row.update({f"{k}_s_per_epoch": round(v * 50000 / batch, 3) for k, v in med.items()})
-        row["engine/hand"] = round(med["engine"] / med["hand"], 3)
+        if "hand" in med:
+            row["engine/hand"] = round(med["engine"] / med["hand"], 3)
         if have_torch:
             row["engine/torch"] = round(med["engine"] / med["torch"], 3)
         row.update({f"{k}_peak_MiB": round(v, 1) for k, v in mem.items()})
         summary[batch] = row
         print(f"batch {batch}: " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-    print(json.dumps({"benchmark": "engine", "results": summary}))
+    print(json.dumps({"benchmark": "engine", "device": args.device, "results": summary}))

@@ -2,11 +2,13 @@
 (`wake_sleep_step_by_hand`, plain NumPy), both from tinydgm/models/wake_sleep.py.
 
     python scripts/bench.py wake-sleep [--threads 1] [--layers 200,200] [--batch 25 100] [--images 5000] [--rounds 7]
+                                       [--device cpu|cuda]
 
 Both steps share the sampler, the draws and the Adam optimisers, so the ratio measures the gradient
 computation alone.  Rounds alternate who goes first, in one process, on the same batches of binarized
 MNIST; the ratio is the median over rounds of (engine seconds / hand seconds).  The reweighted step
-(K = 5, all three updates) is timed on the engine alone, for reference.
+(K = 5, all three updates) is timed on the engine alone, for reference.  On `--device cuda` both steps
+run on CuPy (the delta rule is written over the array module) and each round ends with a synchronisation.
 """
 import argparse
 import json
@@ -16,8 +18,10 @@ import time
 import numpy as np
 
 import tinydgm as td
+from tinydgm import backend
 from tinydgm.datasets import binarized_mnist
 from tinydgm.models import wake_sleep as ws
+from tinydgm.runs import device_rng
 
 
 def stepper(step, layers, x_all, batch, seed, **kw):
@@ -25,7 +29,7 @@ def stepper(step, layers, x_all, batch, seed, **kw):
     model.init_visible_bias(x_all)
     opt_p = td.optim.Adam(model.generative_parameters(), lr=1e-3)
     opt_q = td.optim.Adam(model.recognition_parameters(), lr=1e-3)
-    rng = np.random.default_rng(seed)
+    rng = device_rng(np.random.default_rng(seed))
 
     def run(steps, start):
         for s in range(start, start + steps):
@@ -37,6 +41,8 @@ def stepper(step, layers, x_all, batch, seed, **kw):
 def timed(run, steps, start):
     t = time.perf_counter()
     run(steps, start)
+    if backend.name() == "cupy":
+        backend.xp().cuda.Device().synchronize()
     return time.perf_counter() - t
 
 
@@ -46,9 +52,12 @@ def main(argv):
     p.add_argument("--batch", type=int, nargs="+", default=[25, 100])
     p.add_argument("--images", type=int, default=5000, help="images per round and contender (default 5000)")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = p.parse_args(argv)
     layers = [int(n) for n in args.layers.split(",")]
-    x = binarized_mnist("train")[:20000]
+    if args.device == "cuda":
+        backend.use("cupy")
+    x = backend.asarray(binarized_mnist("train")[:20000])
     for batch in args.batch:
         steps = max(1, args.images // batch)
         eng = stepper(ws.wake_sleep_step, layers, x, batch, 0)
@@ -65,7 +74,7 @@ def main(argv):
             ratios.append(t["e"] / t["h"])
             tr.append(timed(rws, steps, r * steps))
         images = steps * batch
-        print(json.dumps({"bench": "wake-sleep", "layers": [784, *layers], "batch": batch, "images_per_round": images,
+        print(json.dumps({"bench": "wake-sleep", "device": args.device, "layers": [784, *layers], "batch": batch, "images_per_round": images,
                           "rounds": args.rounds, "ratio_engine_over_hand": round(statistics.median(ratios), 3),
                           "engine_images_per_s": round(images / statistics.median(te)),
                           "hand_images_per_s": round(images / statistics.median(th)),

@@ -254,13 +254,16 @@ def reweighted_step(model, x, opt_p, opt_q, rng, k=5, updates=UPDATES):
 
 def delta_rule(inputs, outputs, weight, bias, scale):
     """∇(W, b) of Σ_n c_n log p(outputs_n | inputs_n) for one sigmoid layer p = σ(inputs W + b):
-    ΔW = inputsᵀ c (outputs − p),  Δb = Σ_n c (outputs − p).  `scale` c: a number or per-row weights."""
-    delta = outputs - sigmoid(affine(inputs, weight, bias))      # sample − predicted probability
+    ΔW = inputsᵀ c (outputs − p),  Δb = Σ_n c (outputs − p).  `scale` c: a number or per-row weights.
+    Returns (ΔW, Δb, Σ_n c_n log p(outputs_n | inputs_n)): the objective's value comes with its gradient."""
+    logits = affine(inputs, weight, bias)
+    value = float((log_bernoulli_sum(logits, outputs) * _rows(scale)).sum())
+    delta = outputs - sigmoid(logits)                             # sample − predicted probability
     delta *= scale
     if delta.ndim > inputs.ndim:                                 # inputs shared by k samples: sum them first
         delta = delta.sum(axis=tuple(range(delta.ndim - inputs.ndim)))
     inputs, delta = inputs.reshape(-1, inputs.shape[-1]), delta.reshape(-1, delta.shape[-1])
-    return inputs.T @ delta, delta.sum(0)
+    return inputs.T @ delta, delta.sum(0), value
 
 
 def _scale(x, omega):
@@ -268,37 +271,52 @@ def _scale(x, omega):
     return 1.0 / n if omega is None else omega[..., None] / n
 
 
+def _rows(scale):
+    """A per-row scale (k, B, 1) as (k, B); a number as it is."""
+    return scale[..., 0] if getattr(scale, "ndim", 0) else scale
+
+
 def wake_gradients_by_hand(params, x, hs, omega=None):
-    """∇θ of mean_n log p(x_n, h_n) (or of Σ_k ω_k log p(x_n, h_k) averaged over n, with RWS weights ω)."""
+    """∇θ of mean_n log p(x_n, h_n) (or of Σ_k ω_k log p(x_n, h_k) averaged over n, with RWS weights ω),
+    and that objective's value: (gradients by name, value)."""
     s, c, g = [x, *hs], _scale(x, omega), {}
-    delta = (s[-1] - sigmoid(params["prior"])) * c                # the prior: a layer with no input
+    prior = params["prior"]
+    value = float((log_bernoulli_sum(prior, s[-1]) * _rows(c)).sum())
+    delta = (s[-1] - sigmoid(prior)) * c                          # the prior: a layer with no input
     g["prior"] = delta.reshape(-1, delta.shape[-1]).sum(0)
     for l in range(len(hs)):
         w, b = f"generative.{l}.weight", f"generative.{l}.bias"
-        g[w], g[b] = delta_rule(s[l + 1], s[l], params[w], params[b], c)
-    return g
+        g[w], g[b], v = delta_rule(s[l + 1], s[l], params[w], params[b], c)
+        value += v
+    return g, value
 
 
 def recognition_gradients_by_hand(params, x, hs, omega=None):
-    """∇λ of mean_n log q(h_n|x_n) (weighted by ω as above): the sleep update on dreams, the q-wake update on data."""
-    s, c, g = [x, *hs], _scale(x, omega), {}
+    """∇λ of mean_n log q(h_n|x_n) (weighted by ω as above), and its value: the sleep update on dreams,
+    the q-wake update on data."""
+    s, c, g, value = [x, *hs], _scale(x, omega), {}, 0.0
     for l in range(len(hs)):
         w, b = f"recognition.{l}.weight", f"recognition.{l}.bias"
-        g[w], g[b] = delta_rule(s[l], s[l + 1], params[w], params[b], c)
-    return g
+        g[w], g[b], v = delta_rule(s[l], s[l + 1], params[w], params[b], c)
+        value += v
+    return g, value
 
 
 def sleep_gradients_by_hand(params, x_dream, hs_dream):
-    """∇λ of mean log q(h̃|x̃) on dreams."""
+    """∇λ of mean log q(h̃|x̃) on dreams, and its value."""
     return recognition_gradients_by_hand(params, x_dream, hs_dream)
 
 
 def wake_sleep_step_by_hand(model, x, opt_p, opt_q, rng):
-    """`wake_sleep_step` with the delta rule in place of the engine (same draws from rng, same optimisers)."""
+    """`wake_sleep_step` with the delta rule in place of the engine (same draws from rng, same optimisers,
+    the same objective values returned for the training log)."""
     params = model.arrays()
-    _descend_along(model, wake_gradients_by_hand(params, x, model.sample_q(x, rng)), opt_p)
+    g, wake = wake_gradients_by_hand(params, x, model.sample_q(x, rng))
+    _descend_along(model, g, opt_p)
     x_dream, hs_dream = model.dream(len(x), rng)
-    _descend_along(model, sleep_gradients_by_hand(params, x_dream, hs_dream), opt_q)
+    g, sleep = sleep_gradients_by_hand(params, x_dream, hs_dream)
+    _descend_along(model, g, opt_q)
+    return {"wake": wake, "sleep": sleep}
 
 
 def _descend_along(model, ascent, opt):

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, in one go: the CuPy cases of the test suite, the GPU benchmarks, and short
+# `--device cuda` runs of the train and eval commands.  Run from the repository root on a machine with an
+# NVIDIA GPU and CuPy:
+#
+#     bash scripts/gpu_check.sh [OUT_DIR]          # logs go to OUT_DIR (default gpu-check/)
+#
+# Each step has its own time limit and a failing step does not stop the others; the last lines printed
+# are a summary.  Set EVAL_RUN=runs/NAME to also time `tinydgm eval NAME --device cuda` on 1000 test images.
+set -uo pipefail
+out=${1:-${OUT:-gpu-check}}
+mkdir -p "$out"; rm -rf /tmp/gpu-check-runs
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+summary=()
+
+step() {                       # step NAME SECONDS COMMAND...: run it, log it, note its exit status and time
+    local name=$1 limit=$2 t0=$SECONDS rc
+    shift 2
+    echo "=== $name: $*"
+    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    rc=$?
+    tail -n 25 "$out/$name.log"
+    summary+=("$(printf '%-16s exit %3s  %4ss' "$name" "$rc" "$((SECONDS - t0))")")
+}
+
+step env 60 bash -c "nvidia-smi -L; $py -c 'import sys, numpy, scipy, cupy; print(sys.version.split()[0], \"numpy\", numpy.__version__, \"scipy\", scipy.__version__, \"cupy\", cupy.__version__, cupy.cuda.runtime.getDeviceProperties(0)[\"name\"])'"
+step tests-cupy 240 "$py" -m pytest -q -rfE -p no:cacheprovider -o addopts= tests -k cupy
+step tests-numpy 240 "$py" -m pytest -q -rfE -p no:cacheprovider -o addopts= tests -k "not cupy" -x
+step bench-engine 120 "$py" scripts/bench.py engine --device cuda --rounds 5 --batch 100 1000
+step bench-vae 90 "$py" scripts/bench.py vae --device cuda --rounds 5 --batch 100 1000
+step bench-ws 90 "$py" scripts/bench.py wake-sleep --device cuda --rounds 3 --images 2500
+step train-vae 90 "$py" -m tinydgm train vae --device cuda --epochs 2 --out /tmp/gpu-check-runs/vae --quiet
+step train-rws 90 "$py" -m tinydgm train wake-sleep --device cuda --reweighted --k 5 --epochs 1 --out /tmp/gpu-check-runs/rws --quiet
+if [ -n "${EVAL_RUN:-}" ]; then
+    step eval-cuda 120 "$py" -m tinydgm eval "$EVAL_RUN" --device cuda --k 5000 --limit 1000 --quiet
+fi
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
