@@ -26,7 +26,7 @@ step() {                       # step NAME SECONDS COMMAND...: run it, log it, n
 
 step env 60 bash -c "nvidia-smi -L; $py -c 'import sys, numpy, scipy, cupy; print(sys.version.split()[0], \"numpy\", numpy.__version__, \"scipy\", scipy.__version__, \"cupy\", cupy.__version__, cupy.cuda.runtime.getDeviceProperties(0)[\"name\"])'"
 step tests-cupy 240 "$py" -m pytest -q -rfE -p no:cacheprovider -o addopts= tests -k cupy
-step tests-numpy 240 "$py" -m pytest -q -rfE -p no:cacheprovider -o addopts= tests -k "not cupy" -x
+step tests-numpy 120 "$py" -m pytest -q -rfE -p no:cacheprovider -o addopts= tests -k "not cupy" -x
 step bench-engine 120 "$py" scripts/bench.py engine --device cuda --rounds 5 --batch 100 1000
 step bench-vae 90 "$py" scripts/bench.py vae --device cuda --rounds 5 --batch 100 1000
 step bench-ws 90 "$py" scripts/bench.py wake-sleep --device cuda --rounds 3 --images 2500
