@@ -26,7 +26,12 @@ def main(argv):
             os.environ[var] = n
     sys.path.insert(0, HERE)
     mod = importlib.import_module("benchmarks." + argv[0].replace("-", "_"))
-    return mod.main(argv[1:]) or 0
+    from tinydgm.backend import BackendError
+    try:
+        return mod.main(argv[1:]) or 0
+    except BackendError as e:                 # --device cuda without CuPy or a GPU
+        print(f"bench.py {argv[0]}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -25,13 +25,16 @@ step() {                       # step NAME SECONDS COMMAND...: run it, log it, n
 }
 
 step env 60 bash -c "nvidia-smi -L; $py -c 'import sys, numpy, scipy, cupy; print(sys.version.split()[0], \"numpy\", numpy.__version__, \"scipy\", scipy.__version__, \"cupy\", cupy.__version__, cupy.cuda.runtime.getDeviceProperties(0)[\"name\"])'"
-step tests-cupy 240 "$py" -m pytest -q -rfE -p no:cacheprovider -o addopts= tests -k cupy
-step tests-numpy 120 "$py" -m pytest -q -rfE -p no:cacheprovider -o addopts= tests -k "not cupy" -x
-step bench-engine 120 "$py" scripts/bench.py engine --device cuda --rounds 5 --batch 100 1000
-step bench-vae 90 "$py" scripts/bench.py vae --device cuda --rounds 5 --batch 100 1000
-step bench-ws 90 "$py" scripts/bench.py wake-sleep --device cuda --rounds 3 --images 2500
-step train-vae 90 "$py" -m tinydgm train vae --device cuda --epochs 2 --out /tmp/gpu-check-runs/vae --quiet
-step train-rws 90 "$py" -m tinydgm train wake-sleep --device cuda --reweighted --k 5 --epochs 1 --out /tmp/gpu-check-runs/rws --quiet
+# The CuPy cases only (the NumPy ones are what CI runs): 10 hypothesis examples where a test sets no
+# count, no shrinking, a per-test limit where pytest-timeout is installed.
+per_test=$("$py" -c 'import pytest_timeout' 2>/dev/null && echo --timeout=60)
+step tests-cupy 200 "$py" -m pytest -q -rfE --tb=short -p no:cacheprovider -o addopts= --hypothesis-profile=quick \
+    --maxfail=40 $per_test tests -k cupy
+step bench-engine 60 "$py" scripts/bench.py engine --device cuda --rounds 5 --batch 100 1000
+step bench-vae 45 "$py" scripts/bench.py vae --device cuda --rounds 5 --batch 100 1000
+step bench-ws 45 "$py" scripts/bench.py wake-sleep --device cuda --rounds 3 --images 2500
+step train-vae 60 "$py" -m tinydgm train vae --device cuda --epochs 2 --out /tmp/gpu-check-runs/vae --quiet
+step train-rws 60 "$py" -m tinydgm train wake-sleep --device cuda --reweighted --k 5 --epochs 1 --out /tmp/gpu-check-runs/rws --quiet
 if [ -n "${EVAL_RUN:-}" ]; then
     step eval-cuda 120 "$py" -m tinydgm eval "$EVAL_RUN" --device cuda --k 5000 --limit 1000 --quiet
 fi

@@ -6,7 +6,7 @@ test is restored after it.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 import tinydgm as td
 
@@ -16,6 +16,10 @@ import tinydgm as td
 settings.register_profile("tinydgm", derandomize=True, database=None, deadline=None, print_blob=False,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.load_profile("tinydgm")
+# `pytest --hypothesis-profile=quick`: 10 examples a test and no shrinking, for a first pass on a
+# machine lent for minutes (scripts/gpu_check.sh); a failure is still reported with its example.
+settings.register_profile("quick", parent=settings.get_profile("tinydgm"), max_examples=10,
+                          phases=(Phase.explicit, Phase.reuse, Phase.generate))
 
 
 @pytest.fixture(params=["numpy", "cupy"])

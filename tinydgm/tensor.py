@@ -231,7 +231,7 @@ def _backpropagate(root, grad):
 
 def _owns(a):
     flags = getattr(a, "flags", None)
-    return flags is not None and flags.owndata and flags.writeable
+    return flags is not None and flags.owndata and getattr(flags, "writeable", True)   # CuPy: always writeable
 
 
 # ---------------------------------------------------------------------------------------------

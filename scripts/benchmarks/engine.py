@@ -80,7 +80,8 @@ class TorchStep:
 
     def __call__(self, x, eps):
         torch, P = self.torch, self.p
-        x, eps = torch.as_tensor(x), torch.as_tensor(eps)          # shares memory: NumPy on the CPU, CuPy on the GPU
+        as_torch = torch.from_numpy if isinstance(x, np.ndarray) else torch.from_dlpack   # CuPy: shared, no copy
+        x, eps = as_torch(x), as_torch(eps)
         self.opt.zero_grad()
         h = torch.tanh(torch.addmm(P["b1"], x, P["W1"]))
         h = torch.tanh(torch.addmm(P["b2"], h, P["W2"]))
