@@ -6,7 +6,8 @@
 #     bash scripts/gpu_check.sh [OUT_DIR]          # logs go to OUT_DIR (default gpu-check/)
 #
 # Each step has its own time limit and a failing step does not stop the others; the last lines printed
-# are a summary.  Set EVAL_RUN=runs/NAME to also time `tinydgm eval NAME --device cuda` on 1000 test images.
+# are a summary.  Set EVAL_RUN=runs/NAME to also time `tinydgm eval NAME --device cuda` on 1000 test images,
+# ONLY="tests-cupy bench-vae" to run only the steps named, and PYTEST_ARGS to pass more to pytest.
 set -uo pipefail
 out=${1:-${OUT:-gpu-check}}
 mkdir -p "$out"; rm -rf /tmp/gpu-check-runs
@@ -17,6 +18,7 @@ summary=()
 step() {                       # step NAME SECONDS COMMAND...: run it, log it, note its exit status and time
     local name=$1 limit=$2 t0=$SECONDS rc
     shift 2
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
     echo "=== $name: $*"
     timeout "$limit" "$@" >"$out/$name.log" 2>&1
     rc=$?
@@ -29,7 +31,7 @@ step env 60 bash -c "nvidia-smi -L; $py -c 'import sys, numpy, scipy, cupy; prin
 # count, no shrinking, a per-test limit where pytest-timeout is installed.
 per_test=$("$py" -c 'import pytest_timeout' 2>/dev/null && echo --timeout=60)
 step tests-cupy 200 "$py" -m pytest -q -rfE --tb=short -p no:cacheprovider -o addopts= --hypothesis-profile=quick \
-    --maxfail=40 $per_test tests -k cupy
+    --maxfail=40 $per_test ${PYTEST_ARGS:-tests -k cupy}
 step bench-engine 60 "$py" scripts/bench.py engine --device cuda --rounds 5 --batch 100 1000
 step bench-vae 45 "$py" scripts/bench.py vae --device cuda --rounds 5 --batch 100 1000
 step bench-ws 45 "$py" scripts/bench.py wake-sleep --device cuda --rounds 3 --images 2500
