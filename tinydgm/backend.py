@@ -91,8 +91,12 @@ def rng(seed=None):
 def scatter_add(a, indices, values):
     """a[indices] += values, adding once per occurrence of a repeated index (in place)."""
     if type(a).__module__.startswith("cupy"):
-        import cupyx
-        cupyx.scatter_add(a, indices, values)
+        import cupy
+        if hasattr(cupy.add, "at"):                   # CuPy >= 13 (cupyx.scatter_add is deprecated there)
+            cupy.add.at(a, indices, values)
+        else:
+            import cupyx
+            cupyx.scatter_add(a, indices, values)
     else:
         numpy.add.at(a, indices, values)
     return a

@@ -578,9 +578,10 @@ def figures(run, cfg, n=100):
     rng = np.random.default_rng(cfg["seed"])
     x = _data("test")
     x = x[rng.permutation(len(x))[:1000]]                  # the test file is ordered by digit
-    dreams = backend.to_numpy(model.dream_means(n, rng))
+    draw = runs.device_rng(rng)                            # draws on the model's device
+    dreams = backend.to_numpy(model.dream_means(n, draw))
     return [dreams_figure(x, dreams, run.path("dreams.png")),
-            activations_figure(model, x, rng, run.path("activations.png")),
+            activations_figure(model, x, draw, run.path("activations.png")),
             plots.learning_curves([{**r, "-valid_bound": -r["valid_bound"]} if "valid_bound" in r else r
                                    for r in run.metrics()], run.path("curves.png"), keys=("loss", "-valid_bound"))]
 
@@ -645,6 +646,6 @@ def sample(args):
     model, run = load(args.run_dir)
     if not plots.available():
         raise UserError("sample: writing a PNG needs matplotlib (pip install 'tinydgm[plot]')")
-    means = backend.to_numpy(model.dream_means(args.n, np.random.default_rng(args.seed)))
+    means = backend.to_numpy(model.dream_means(args.n, runs.device_rng(np.random.default_rng(args.seed))))
     path = plots.image_grid(means, args.out or run.path(f"dreams-{args.seed}.png"), title="dreams: mean of p(x|h̃₁)")
     print(json.dumps({"run": run.dir, "dreams": path, "n": args.n}))
