@@ -226,6 +226,27 @@ def test_train_eval_sample_resume(tmp_path, capsys):
                  "--epochs", "1", "--limit", "60", "--out", out2, "--quiet"]) == 0
 
 
+def test_eval_shards_combine_into_the_whole_split(tmp_path, capsys):
+    """Shards made with --start/--limit merge (weighted by n) into one result; a gap is a one-line error."""
+    out = str(tmp_path / "run")
+    assert main(["train", "wake-sleep", "--layers", "8,4", "--epochs", "1", "--limit", "100", "--out", out,
+                 "--quiet"]) == 0
+    shards = [["--limit", "3000"], ["--start", "3000", "--limit", "4000"], ["--start", "7000"]]
+    capsys.readouterr()
+    for shard in shards:
+        assert main(["eval", out, "--k", "2", *shard, "--quiet"]) == 0
+    parts = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["n"] for r in parts] == [3000, 4000, 3000]
+    assert main(["eval", out, "--k", "2", "--combine"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["n"] == 10000 and whole["shards"] == 3
+    np.testing.assert_allclose(whole["test_nll"], sum(r["test_nll"] * r["n"] for r in parts) / 10000, rtol=1e-12)
+    os.remove(os.path.join(out, "eval-test-k2-from3000-n4000.json"))
+    assert main(["eval", out, "--k", "2", "--combine"]) == 2
+    err = capsys.readouterr().err
+    assert "gap at image 3000" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("bad,message", [(["--layers", "a,b"], "--layers"), (["--layers", "0"], "--layers"),
                                          (["--updates", "p,dream"], "--updates"), (["--k", "0"], "--k")])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, bad, message):

@@ -599,6 +599,8 @@ def add_eval_arguments(p):
                    "the split, so that shards can run in parallel; their NLLs average, weighted by n)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--combine", action="store_true", help="evaluate nothing: merge the shards (--start/--limit) "
+                   "of this split and --k found in RUN into one result, checking that they cover the split once")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -608,6 +610,9 @@ def evaluate(args):
     from tinydgm.metrics import iw_nll
     if args.k < 1:
         raise UserError(f"--k: expected a positive integer, got {args.k}")
+    if args.combine:
+        combine_shards(args.run_dir, args.split, args.k)
+        return
     runs.use_device(args.device)
     model, run = load(args.run_dir, args.checkpoint)
     if args.start < 0:
@@ -631,6 +636,43 @@ def evaluate(args):
     with open(run.path(f"eval-{args.split}-k{args.k}{part}.json"), "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result), flush=True)
+
+
+def combine_shards(run_dir, split, k):
+    """One eval-SPLIT-kK.json from shard files eval-SPLIT-kK[-fromS]-nN.json: NLL and ELBO averaged, weighted
+    by n; the shards must tile the split from its first image to its last, without gaps or overlaps."""
+    from tinydgm.cli import UserError
+    run = runs.Run.open(run_dir, model="wake-sleep")
+    prefix = f"eval-{split}-k{k}-"
+    shards = []
+    for name in sorted(os.listdir(run.dir)):
+        if name.startswith(prefix) and name.endswith(".json"):
+            with open(run.path(name)) as f:
+                shards.append(json.load(f))
+    if not shards:
+        raise UserError(f"{run.dir}: no shard results {prefix}*.json to combine; make them with "
+                        f"tinydgm eval {run.dir} --k {k} --split {split} --start S --limit N")
+    shards.sort(key=lambda r: r.get("start", 0))
+    total, at = len(_data(split)), 0
+    for r in shards:
+        if r.get("start", 0) != at or r.get("checkpoint") != shards[0].get("checkpoint"):
+            problem = "overlap" if r.get("start", 0) < at else "gap"
+            if r.get("checkpoint") != shards[0].get("checkpoint"):
+                problem = "different checkpoints"
+            raise UserError(f"{run.dir}: the {split} shards do not tile the split ({problem} at image {at}: "
+                            f"next shard starts at {r.get('start', 0)} with {r['n']} images)")
+        at += r["n"]
+    if at != total:
+        raise UserError(f"{run.dir}: the {split} shards cover images 0-{at - 1} of {total}; evaluate the rest with "
+                        f"--start {at}")
+    mean = {key: sum(r[key] * r["n"] for r in shards) / total for key in (f"{split}_nll", f"{split}_elbo")}
+    result = {"run": run.dir, "checkpoint": shards[0].get("checkpoint"), "split": split, "n": total, "k": k,
+              **mean, "train_elbo": shards[0].get("train_elbo"), "shards": len(shards),
+              "time_s": round(sum(r.get("time_s", 0) for r in shards), 1)}
+    with open(run.path(f"eval-{split}-k{k}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(json.dumps(result), flush=True)
+    return result
 
 
 def add_sample_arguments(p):
