@@ -6,22 +6,25 @@
 #     bash scripts/gpu_check.sh [OUT_DIR]          # logs go to OUT_DIR (default gpu-check/)
 #
 # Each step has its own time limit and a failing step does not stop the others; the last lines printed
-# are a summary.  Set EVAL_RUN=runs/NAME to also time `tinydgm eval NAME --device cuda` on 1000 test images,
-# ONLY="tests-cupy bench-vae" to run only the steps named, and PYTEST_ARGS to pass more to pytest.
+# are a summary, and the exit status is 1 if any step failed.  EVAL_RUN=runs/NAME also times
+# `tinydgm eval --device cuda` on 1000 test images of a copy of that run; ONLY="tests-cupy bench-vae" runs
+# only the steps named; PYTEST_ARGS replaces the tests selected (default: tests -k cupy).
 set -uo pipefail
 out=${1:-${OUT:-gpu-check}}
 mkdir -p "$out"; rm -rf /tmp/gpu-check-runs
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 summary=()
+failed=0
 
 step() {                       # step NAME SECONDS COMMAND...: run it, log it, note its exit status and time
     local name=$1 limit=$2 t0=$SECONDS rc
     shift 2
     if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
     echo "=== $name: $*"
-    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    timeout -k 15 "$limit" "$@" >"$out/$name.log" 2>&1
     rc=$?
+    [ "$rc" -eq 0 ] || failed=1
     tail -n 25 "$out/$name.log"
     summary+=("$(printf '%-16s exit %3s  %4ss' "$name" "$rc" "$((SECONDS - t0))")")
 }
@@ -38,7 +41,9 @@ step bench-ws 45 "$py" scripts/bench.py wake-sleep --device cuda --rounds 3 --im
 step train-vae 60 "$py" -m tinydgm train vae --device cuda --epochs 2 --out /tmp/gpu-check-runs/vae --quiet
 step train-rws 60 "$py" -m tinydgm train wake-sleep --device cuda --reweighted --k 5 --epochs 1 --out /tmp/gpu-check-runs/rws --quiet
 if [ -n "${EVAL_RUN:-}" ]; then
-    step eval-cuda 120 "$py" -m tinydgm eval "$EVAL_RUN" --device cuda --k 5000 --limit 1000 --quiet
+    mkdir -p /tmp/gpu-check-runs && cp -r "$EVAL_RUN" /tmp/gpu-check-runs/eval   # shard files stay out of the run
+    step eval-cuda 120 "$py" -m tinydgm eval /tmp/gpu-check-runs/eval --device cuda --k 5000 --limit 1000 --quiet
 fi
 echo "=== summary"
-printf '%s\n' "${summary[@]}"
+printf '%s\n' ${summary[@]+"${summary[@]}"}
+exit "$failed"

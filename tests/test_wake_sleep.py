@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import tinydgm as td
 from tinydgm.cli import main
 from tinydgm.models import wake_sleep as ws
+from tinydgm.runs import device_rng
 
 
 def machine(layers, seed, spread=0.5):
@@ -18,7 +19,7 @@ def machine(layers, seed, spread=0.5):
     m = ws.HelmholtzMachine(layers, rng=np.random.default_rng(seed), dtype=np.float64)
     rng = np.random.default_rng(seed + 1)
     for p in m.parameters():
-        p.data += spread * rng.standard_normal(p.shape)
+        p.data += td.backend.asarray(spread * rng.standard_normal(p.shape))
     return m
 
 
@@ -83,17 +84,17 @@ def test_delta_rule_equals_engine_reweighted(layers, batch, k, seed):
         np.testing.assert_allclose(p.grad, expected[n], rtol=1e-10, atol=1e-12, err_msg=n)
 
 
-def test_engine_step_equals_step_by_hand():
-    """Same init, same seed: wake_sleep_step on the engine and by the delta rule give the same parameters
-    and report the same wake and sleep objectives."""
-    data = binary(np.random.default_rng(0), (60, 12))
+def test_engine_step_equals_step_by_hand(xp, to_numpy):
+    """Same init, same seed, on each backend: wake_sleep_step on the engine and by the delta rule give the same
+    parameters and report the same wake and sleep objectives."""
+    data = td.backend.asarray(binary(np.random.default_rng(0), (60, 12)))
     models, reported = [], []
     for step in (ws.wake_sleep_step, ws.wake_sleep_step_by_hand):
         m = machine((12, 5, 3), 4)
         opt_p, opt_q = td.optim.Adam(m.generative_parameters(), 0.01), td.optim.Adam(m.recognition_parameters(), 0.01)
-        rng = np.random.default_rng(5)
+        rng = device_rng(np.random.default_rng(5))
         reported.append([step(m, data[i:i + 10], opt_p, opt_q, rng) for i in range(0, 60, 10)])
-        models.append(m.state_dict())
+        models.append({n: to_numpy(p) for n, p in m.named_parameters()})
     for engine, hand in zip(*reported):
         np.testing.assert_allclose([engine["wake"], engine["sleep"]], [hand["wake"], hand["sleep"]], rtol=1e-9)
     for n in models[0]:
@@ -241,10 +242,18 @@ def test_eval_shards_combine_into_the_whole_split(tmp_path, capsys):
     whole = json.loads(capsys.readouterr().out)
     assert whole["n"] == 10000 and whole["shards"] == 3
     np.testing.assert_allclose(whole["test_nll"], sum(r["test_nll"] * r["n"] for r in parts) / 10000, rtol=1e-12)
+    assert whole["train_elbo"] is not None and all(r["train_elbo"] is None for r in parts)
     os.remove(os.path.join(out, "eval-test-k2-from3000-n4000.json"))
     assert main(["eval", out, "--k", "2", "--combine"]) == 2
     err = capsys.readouterr().err
-    assert "gap at image 3000" in err and "Traceback" not in err
+    assert "a gap at image 3000 (eval-test-k2-from7000-n3000.json starts at 7000)" in err and "Traceback" not in err
+    with open(os.path.join(out, "eval-test-k2-from3000-n4000.json"), "w") as f:
+        f.write('{"start": 3000, "n"')                                          # a truncated shard
+    assert main(["eval", out, "--k", "2", "--combine"]) == 2
+    err = capsys.readouterr().err
+    assert "eval-test-k2-from3000-n4000.json: not a shard" in err and "Traceback" not in err
+    assert main(["eval", out, "--k", "2", "--combine", "--limit", "5"]) == 2
+    assert "give it no --start or --limit" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad,message", [(["--layers", "a,b"], "--layers"), (["--layers", "0"], "--layers"),

@@ -92,7 +92,7 @@ def scatter_add(a, indices, values):
     """a[indices] += values, adding once per occurrence of a repeated index (in place)."""
     if type(a).__module__.startswith("cupy"):
         import cupy
-        if hasattr(cupy.add, "at"):                   # CuPy >= 13 (cupyx.scatter_add is deprecated there)
+        if hasattr(cupy.add, "at"):                   # ufunc.at: CuPy >= 12 (cupyx.scatter_add is deprecated)
             cupy.add.at(a, indices, values)
         else:
             import cupyx

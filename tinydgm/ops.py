@@ -325,7 +325,7 @@ defvjp(reshape, lambda g, ans, x, shape: g.reshape(x.shape))
 def transpose(xp, x, axes=None):
     return xp.transpose(x, axes)
 defvjp(transpose, lambda g, ans, x, axes=None:
-       _xp(g).transpose(g, None if axes is None else tuple(int(a) for a in numpy.argsort([a % x.ndim for a in axes]))))
+       _xp(g).transpose(g, None if axes is None else tuple(numpy.argsort([a % x.ndim for a in axes]).tolist())))
 
 
 @primitive
@@ -356,7 +356,7 @@ def _getitem_vjp(g, x, index):
 def _concatenate(xp, *xs, axis=0):
     return xp.concatenate(xs, axis=axis)
 defvjp_argnum(_concatenate, lambda i, g, ans, *xs, axis=0:            # each input gets its slice of g
-              _xp(g).split(g, [int(c) for c in numpy.cumsum([x.shape[axis] for x in xs[:-1]])], axis=axis)[i])
+              _xp(g).split(g, numpy.cumsum([x.shape[axis] for x in xs[:-1]]).tolist(), axis=axis)[i])
 
 
 # ---------------------------------------------------------------------------------------------

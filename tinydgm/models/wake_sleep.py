@@ -253,9 +253,8 @@ def reweighted_step(model, x, opt_p, opt_q, rng, k=5, updates=UPDATES):
 # =============================================================================================
 
 def delta_rule(inputs, outputs, weight, bias, scale):
-    """∇(W, b) of Σ_n c_n log p(outputs_n | inputs_n) for one sigmoid layer p = σ(inputs W + b):
-    ΔW = inputsᵀ c (outputs − p),  Δb = Σ_n c (outputs − p).  `scale` c: a number or per-row weights.
-    Returns (ΔW, Δb, Σ_n c_n log p(outputs_n | inputs_n)): the objective's value comes with its gradient."""
+    """(ΔW, Δb, value) of Σ_n c_n log p(outputs_n | inputs_n), one sigmoid layer p = σ(inputs W + b), c = `scale`."""
+    # ΔW = inputsᵀ c (outputs − p),  Δb = Σ_n c (outputs − p);  c: a number or per-row weights
     logits = affine(inputs, weight, bias)
     value = float((log_bernoulli_sum(logits, outputs) * _rows(scale)).sum())
     delta = outputs - sigmoid(logits)                             # sample − predicted probability
@@ -277,8 +276,7 @@ def _rows(scale):
 
 
 def wake_gradients_by_hand(params, x, hs, omega=None):
-    """∇θ of mean_n log p(x_n, h_n) (or of Σ_k ω_k log p(x_n, h_k) averaged over n, with RWS weights ω),
-    and that objective's value: (gradients by name, value)."""
+    """(∇θ by name, value) of mean_n log p(x_n, h_n), or of mean_n Σ_k ω_k log p(x_n, h_k) with RWS weights ω."""
     s, c, g = [x, *hs], _scale(x, omega), {}
     prior = params["prior"]
     value = float((log_bernoulli_sum(prior, s[-1]) * _rows(c)).sum())
@@ -292,8 +290,7 @@ def wake_gradients_by_hand(params, x, hs, omega=None):
 
 
 def recognition_gradients_by_hand(params, x, hs, omega=None):
-    """∇λ of mean_n log q(h_n|x_n) (weighted by ω as above), and its value: the sleep update on dreams,
-    the q-wake update on data."""
+    """(∇λ by name, value) of mean_n log q(h_n|x_n), weighted by ω as above: sleep on dreams, q-wake on data."""
     s, c, g, value = [x, *hs], _scale(x, omega), {}, 0.0
     for l in range(len(hs)):
         w, b = f"recognition.{l}.weight", f"recognition.{l}.bias"
@@ -605,74 +602,81 @@ def add_eval_arguments(p):
 
 
 def evaluate(args):
-    """NLL = -L_k with q as the proposal over the whole split, plus L_1 (the ELBO) on it and on train; writes eval-*.json."""
+    """NLL = -L_k, q the proposal, over the split or a shard of it, plus L_1 there and on train; writes eval-*.json."""
     from tinydgm.cli import UserError
     from tinydgm.metrics import iw_nll
-    if args.k < 1:
-        raise UserError(f"--k: expected a positive integer, got {args.k}")
-    if args.combine:
-        combine_shards(args.run_dir, args.split, args.k)
-        return
+    for flag, value, least in (("--k", args.k, 1), ("--limit", args.limit, 1), ("--start", args.start, 0)):
+        if value is not None and value < least:
+            raise UserError(f"{flag}: expected an integer >= {least}, got {value}")
+    if args.combine and (args.start or args.limit):
+        raise UserError("--combine merges the shards already evaluated: give it no --start or --limit")
     runs.use_device(args.device)
     model, run = load(args.run_dir, args.checkpoint)
-    if args.start < 0:
-        raise UserError(f"--start: expected a non-negative integer, got {args.start}")
+    if args.combine:
+        return combine_shards(model, run, args)
     x = _data(args.split)[args.start:]
     x = backend.asarray(x[:args.limit])
     if len(x) == 0:
         raise UserError(f"--start {args.start}: the {args.split} split has no images from there on")
+    shard = bool(args.start or args.limit)
     t0 = time.perf_counter()
     elbo = mean_bound(model, x, 1, np.random.default_rng(args.seed))
-    train_elbo = mean_bound(model, backend.asarray(_data("train", args.limit)), 1, np.random.default_rng(args.seed))
     # about 1000 samples per call: the arrays stay in cache (a third faster than 10,000 here)
     chunk = max(d for d in range(1, min(args.k, 500) + 1) if args.k % d == 0)
     nll = iw_nll(model, x, args.k, rng=np.random.default_rng(args.seed), chunk=chunk,
                  batch_size=max(1, 1000 // chunk), progress=not args.quiet)
     result = {"run": run.dir, "checkpoint": args.checkpoint, "split": args.split, "start": args.start,
-              "n": len(x), "k": args.k,
-              f"{args.split}_nll": nll, f"{args.split}_elbo": elbo, "train_elbo": train_elbo,
+              "n": len(x), "k": args.k, f"{args.split}_nll": nll, f"{args.split}_elbo": elbo,
+              "train_elbo": None if shard else _train_elbo(model, args.seed),      # once, in --combine, for shards
               "time_s": round(time.perf_counter() - t0, 1)}
-    part = f"-from{args.start}" * bool(args.start) + f"-n{len(x)}" * bool(args.limit or args.start)
-    with open(run.path(f"eval-{args.split}-k{args.k}{part}.json"), "w") as f:
+    part = f"-from{args.start}" * bool(args.start) + f"-n{len(x)}" * shard
+    _write_eval(run, f"eval-{args.split}-k{args.k}{part}.json", result)
+
+
+def _train_elbo(model, seed):
+    return mean_bound(model, backend.asarray(_data("train")), 1, np.random.default_rng(seed))
+
+
+def _write_eval(run, name, result):
+    with open(run.path(name), "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result), flush=True)
 
 
-def combine_shards(run_dir, split, k):
-    """One eval-SPLIT-kK.json from shard files eval-SPLIT-kK[-fromS]-nN.json: NLL and ELBO averaged, weighted
-    by n; the shards must tile the split from its first image to its last, without gaps or overlaps."""
+def combine_shards(model, run, args):
+    """eval-SPLIT-kK.json from one checkpoint's shards eval-SPLIT-kK[-fromS]-nN.json that tile the split, weighted by n."""
     from tinydgm.cli import UserError
-    run = runs.Run.open(run_dir, model="wake-sleep")
-    prefix = f"eval-{split}-k{k}-"
-    shards = []
+    split, k, prefix, shards = args.split, args.k, f"eval-{args.split}-k{args.k}-", []
     for name in sorted(os.listdir(run.dir)):
-        if name.startswith(prefix) and name.endswith(".json"):
+        if not (name.startswith(prefix) and name.endswith(".json")):
+            continue
+        try:
             with open(run.path(name)) as f:
-                shards.append(json.load(f))
+                r = json.load(f)
+            r["start"], r["n"], r[f"{split}_nll"], r[f"{split}_elbo"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{run.path(name)}: not a shard written by tinydgm eval ({e}); move it away") from None
+        if r.get("checkpoint", "best") == args.checkpoint:
+            shards.append((r["start"], name, r))
     if not shards:
-        raise UserError(f"{run.dir}: no shard results {prefix}*.json to combine; make them with "
+        raise UserError(f"{run.dir}: no {args.checkpoint} shards {prefix}*.json to combine; make them with "
                         f"tinydgm eval {run.dir} --k {k} --split {split} --start S --limit N")
-    shards.sort(key=lambda r: r.get("start", 0))
+    shards.sort(key=lambda t: t[:2])
     total, at = len(_data(split)), 0
-    for r in shards:
-        if r.get("start", 0) != at or r.get("checkpoint") != shards[0].get("checkpoint"):
-            problem = "overlap" if r.get("start", 0) < at else "gap"
-            if r.get("checkpoint") != shards[0].get("checkpoint"):
-                problem = "different checkpoints"
-            raise UserError(f"{run.dir}: the {split} shards do not tile the split ({problem} at image {at}: "
-                            f"next shard starts at {r.get('start', 0)} with {r['n']} images)")
+    for start, name, r in shards:
+        if start != at:
+            problem = "an overlap" if start < at else "a gap"
+            raise UserError(f"{run.dir}: the {split} shards do not tile the split: {problem} at image {at} "
+                            f"({name} starts at {start}); move the extra shard away or fill the gap")
         at += r["n"]
     if at != total:
         raise UserError(f"{run.dir}: the {split} shards cover images 0-{at - 1} of {total}; evaluate the rest with "
                         f"--start {at}")
-    mean = {key: sum(r[key] * r["n"] for r in shards) / total for key in (f"{split}_nll", f"{split}_elbo")}
-    result = {"run": run.dir, "checkpoint": shards[0].get("checkpoint"), "split": split, "n": total, "k": k,
-              **mean, "train_elbo": shards[0].get("train_elbo"), "shards": len(shards),
-              "time_s": round(sum(r.get("time_s", 0) for r in shards), 1)}
-    with open(run.path(f"eval-{split}-k{k}.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    print(json.dumps(result), flush=True)
-    return result
+    mean = {key: sum(r[key] * r["n"] for _, _, r in shards) / total for key in (f"{split}_nll", f"{split}_elbo")}
+    result = {"run": run.dir, "checkpoint": args.checkpoint, "split": split, "n": total, "k": k, **mean,
+              "train_elbo": _train_elbo(model, args.seed), "shards": len(shards),
+              "shard_seconds": round(sum(r.get("time_s", 0) for _, _, r in shards), 1)}
+    _write_eval(run, f"eval-{split}-k{k}.json", result)
 
 
 def add_sample_arguments(p):
