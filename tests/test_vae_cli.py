@@ -93,3 +93,16 @@ def test_bad_options(tmp_path, capsys):
     assert main(["train", "vae", "--hidden", "20,x", "--out", str(tmp_path / "r")]) == 2
     assert "--hidden" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nothing")]) == 2
+
+
+def test_eval_help_points_to_the_run_and_lists_its_options(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--help"])
+    assert stop.value.code == 0
+    assert "tinydgm eval RUN --help" in capsys.readouterr().out.replace("\n", " ")
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", str(tmp_path / "run"), "--help"])
+    assert stop.value.code == 0
+    assert "--k K" in capsys.readouterr().out

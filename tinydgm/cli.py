@@ -52,8 +52,10 @@ def _parser(argv):
         # Only the chosen model's module is imported (its arguments are added lazily below).
         mod_parser.set_defaults(_kind=kind)
     for name in ("eval", "sample"):
-        q = sub.add_parser(name, help=f"{name} a trained run")
-        q.add_argument("run_dir", metavar="RUN")
+        q = sub.add_parser(name, help=f"{name} a trained run",
+                           description=f"{name} a trained run; its options depend on the run's model: "
+                                       f"`tinydgm {name} RUN --help` lists them")
+        q.add_argument("run_dir", metavar="RUN", help="a run directory written by `tinydgm train`")
     return p
 
 
