@@ -282,3 +282,13 @@ def test_resume_gives_the_numbers_of_an_uninterrupted_run(tmp_path, capsys):
         with open(os.path.join(run, "metrics.jsonl")) as f:
             records.append([{k: v for k, v in json.loads(line).items() if k not in ("time_s", "cpu_s")} for line in f])
     assert records[0] == records[1] and len(records[0]) == 2
+
+
+@pytest.mark.parametrize("model", ["vae", "wake-sleep"])
+def test_train_help_states_the_hold_the_schedule_uses(capsys, model):
+    from tinydgm.models.vae import HOLD, learning_rate
+    with pytest.raises(SystemExit):
+        main(["train", model, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"hold lr {HOLD * 100:.0f}% of the budget" in help_text
+    assert learning_rate("anneal", 1.0, 0, HOLD - 1e-9) == 1.0 > learning_rate("anneal", 1.0, 0, HOLD + 1e-3)
