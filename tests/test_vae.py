@@ -5,7 +5,8 @@ import pytest
 import tinydgm as td
 from tinydgm.metrics import active_units, iw_nll
 from tinydgm.models import vae_by_hand as hand
-from tinydgm.models.vae import VAE, learning_rate
+from tinydgm.models.vae import VAE
+from tinydgm.runs import learning_rate
 
 ENGINE_NAMES = [f"{net}.layers.{i}.{w}" for net in ("encoder", "decoder") for i in range(3)
                 for w in ("weight", "bias")]

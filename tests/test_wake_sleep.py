@@ -286,7 +286,7 @@ def test_resume_gives_the_numbers_of_an_uninterrupted_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("model", ["vae", "wake-sleep"])
 def test_train_help_states_the_hold_the_schedule_uses(capsys, model):
-    from tinydgm.models.vae import HOLD, learning_rate
+    from tinydgm.runs import HOLD, learning_rate
     with pytest.raises(SystemExit):
         main(["train", model, "--help"])
     help_text = " ".join(capsys.readouterr().out.split())

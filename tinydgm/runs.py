@@ -22,6 +22,9 @@ To plug a model in, give `fit` an object with four methods (an EM iteration is a
     summary = fit(run, trainer, epochs=10, monitor="valid_elbo", mode="max")
     return run.finish(summary)                            # prints one JSON line; the exit code
 
+`learning_rate(schedule, lr, epoch, progress)` turns `progress` into the step size for an epoch
+(the schedules every trainer shares: anneal, constant, burda).
+
 `fit` resumes from `last` if the run has one, and holds a lock on the folder meanwhile.  Ctrl-C,
 SIGTERM or a non-finite loss (return it, or raise `NonFinite` mid-epoch) stops cleanly, keeping
 the last good checkpoint.  With the same seed an
@@ -232,6 +235,26 @@ def load_state(path):
     if "state" not in meta:
         raise checkpoint.CheckpointError(f"{path}.npz: no trainer state in its metadata")
     return _join(meta["state"], arrays), meta.get("loop", {})
+
+
+# ---------------------------------------------------------------- learning-rate schedules
+
+SCHEDULES = ("anneal", "constant", "burda")
+HOLD = 0.25                     # anneal: the share of the budget spent at the full learning rate
+
+
+def learning_rate(schedule, lr, epoch, progress):
+    """The step size for `epoch` (`progress` in [0, 1) is how much of the run's budget is spent)."""
+    if schedule == "constant":
+        return lr
+    if schedule == "anneal":
+        # hold lr for the first HOLD of the budget, then decay exponentially to lr/100 at the end
+        return lr if progress < HOLD else lr * 10 ** (-2 * (progress - HOLD) / (1 - HOLD))
+    if schedule == "burda":
+        # Burda et al. 2016, App. D: lr 10^(-i/7) * 1e-3 for 3^i epochs, i = 0..7 (3280 epochs)
+        i = next(i for i in range(8) if epoch < (3 ** (i + 1) - 1) // 2) if epoch < 3280 else 7
+        return lr * 10 ** (-i / 7)
+    raise ValueError(f"unknown schedule {schedule!r}")
 
 
 # ---------------------------------------------------------------- the training loop

@@ -82,26 +82,6 @@ class VAE(nn.Module):
             return self.decode(self.encode(x).loc).probs
 
 
-# ---------------------------------------------------------------- learning-rate schedules
-
-SCHEDULES = ("anneal", "constant", "burda")
-HOLD = 0.25                     # anneal: the share of the budget spent at the full learning rate
-
-
-def learning_rate(schedule, lr, epoch, progress):
-    """The step size for `epoch` (`progress` in [0, 1) is how much of the run's budget is spent)."""
-    if schedule == "constant":
-        return lr
-    if schedule == "anneal":
-        # hold lr for the first 25% of the budget, then decay exponentially to lr/100 at the end
-        return lr if progress < HOLD else lr * 10 ** (-2 * (progress - HOLD) / (1 - HOLD))
-    if schedule == "burda":
-        # Burda et al. 2016, App. D: lr 10^(-i/7) * 1e-3 for 3^i epochs, i = 0..7 (3280 epochs)
-        i = next(i for i in range(8) if epoch < (3 ** (i + 1) - 1) // 2) if epoch < 3280 else 7
-        return lr * 10 ** (-i / 7)
-    raise ValueError(f"unknown schedule {schedule!r}")
-
-
 # ---------------------------------------------------------------- the trainer plugged into runs.fit
 
 class Trainer:
@@ -118,7 +98,7 @@ class Trainer:
         return self.model.elbo(x, rng=self.draw)
 
     def train_epoch(self, epoch, progress):
-        self.opt.lr = learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
+        self.opt.lr = runs.learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
         n, b = len(self.x), self.cfg["batch_size"]
         perm, total = backend.asarray(self.rng.permutation(n)), 0.0
         for i in range(0, n, b):
@@ -167,9 +147,9 @@ def add_train_arguments(p):
     p.add_argument("--batch-size", type=int, help="images per step (default 100; 20 with --schedule burda)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam step size (default 1e-3)")
     p.add_argument("--adam-eps", type=float, help="Adam epsilon (default 1e-8; 1e-4 with --schedule burda)")
-    p.add_argument("--schedule", choices=SCHEDULES,
-                   help="anneal: hold lr 25%% of the budget, then decay it 100-fold (default with "
-                        "--minutes); constant (default otherwise); burda: Burda et al. 2016 App. D "
+    p.add_argument("--schedule", choices=runs.SCHEDULES,
+                   help=f"anneal: hold lr {runs.HOLD * 100:.0f}%% of the budget, then decay it 100-fold "
+                        "(default with --minutes); constant (default otherwise); burda: Burda et al. 2016 App. D "
                         "(lr 1e-3*10^(-i/7) for 3^i epochs)")
     p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")

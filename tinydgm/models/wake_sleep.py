@@ -372,8 +372,7 @@ class Trainer:
         self.draw = runs.device_rng(rng)
 
     def train_epoch(self, epoch, progress):
-        from tinydgm.models.vae import learning_rate
-        lr = learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
+        lr = runs.learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
         self.opt_p.lr = self.opt_q.lr = lr
         n, b, cfg = len(self.x), self.cfg["batch_size"], self.cfg
         perm, sums = backend.asarray(self.rng.permutation(n)), {}
@@ -421,7 +420,6 @@ def mean_bound(model, x, k, rng, rows=20000):
 # =============================================================================================
 
 def add_train_arguments(p):
-    from tinydgm.models.vae import HOLD
     p.add_argument("--layers", default="200,200", help="hidden layer sizes, bottom to top (default 200,200)")
     p.add_argument("--reweighted", action="store_true", help="reweighted wake-sleep (Bornschein & Bengio 2015)")
     p.add_argument("--k", type=int, default=5, help="samples from q per image for --reweighted (default 5)")
@@ -432,7 +430,7 @@ def add_train_arguments(p):
     p.add_argument("--batch-size", type=int, default=25, help="images per step (default 25)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam step size for θ and λ (default 1e-3)")
     p.add_argument("--schedule", choices=("anneal", "constant"), default="anneal",
-                   help=f"anneal: hold lr {HOLD * 100:.0f}%% of the budget, then decay it 100-fold (default); "
+                   help=f"anneal: hold lr {runs.HOLD * 100:.0f}%% of the budget, then decay it 100-fold (default); "
                         "constant")
     p.add_argument("--valid-k", type=int, default=10, help="samples for the validation bound L_k (default 10)")
     p.add_argument("--seed", type=int, default=0)
