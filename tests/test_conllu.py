@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tinydgm import cli
-from tinydgm.conllu import ConlluError, conllu
-from tinydgm.tagging_metrics import many_to_one, one_to_one, tagging_scores, top_words, v_measure
+from tinydgm.data.conllu import ConlluError, conllu
+from tinydgm.metrics.tagging import many_to_one, one_to_one, tagging_scores, top_words, v_measure
 
 DOC = """# newdoc id = d1
 # sent_id = 1
@@ -61,7 +61,7 @@ def test_not_gzip_is_a_clear_error(tmp_path):
 
 
 def test_shipped_ewt_is_read_whole():
-    from tinydgm.models.pos import corpus_paths, ewt_dir
+    from tinydgm.data.ewt import corpus_paths, ewt_dir
     sentences = [s for p in corpus_paths(ewt_dir()) for s in conllu(p)]
     assert len(sentences) == 16622
     assert sum(len(s.forms) for s in sentences) == 254818
@@ -86,7 +86,7 @@ def test_tagging_metrics():
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ewt")
-    from tinydgm.models.pos import ewt_dir
+    from tinydgm.data.ewt import ewt_dir
     with gzip.open(os.path.join(ewt_dir(), "en_ewt-ud-dev.conllu.gz"), "rt", encoding="utf-8") as f:
         text = "\n\n".join(f.read().split("\n\n")[:60]) + "\n\n"
     write(folder / "tiny.conllu", text)

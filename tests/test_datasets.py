@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from tinydgm.datasets import DataError, binarized_mnist
+from tinydgm.data.mnist import DataError, binarized_mnist
 
 
 def write(root, split, text, compress=True):

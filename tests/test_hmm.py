@@ -7,8 +7,8 @@ from hypothesis import given, settings, strategies as st
 from scipy.special import logsumexp
 
 import tinydgm as td
-from tinydgm.features import conjoin, word_features
-from tinydgm.models import hmm as H
+from tinydgm.models.loglinear.features import conjoin, word_features
+from tinydgm.models.loglinear import hmm as H
 
 
 def random_hmm(rng, n_words, n_states, features="basic", scale=1.0):
@@ -69,16 +69,19 @@ def test_padding_and_bucketing_change_nothing(sizes, n):
     rng = np.random.default_rng(seed)
     hmm = random_hmm(rng, n_words, K, "rich")
     xs = sentences(rng, n_words, n, 9)
-    together = H.e_step(hmm, [H.bucket(xs, range(n), n_words)], decode=True)
-    alone = [H.e_step(hmm, [H.bucket([x], [0], n_words)], decode=True) for x in xs]
-    sorted_buckets = H.e_step(hmm, H.buckets(xs, n_words, max_tokens=12), decode=True)
-    for counts, states in (together, sorted_buckets):
-        np.testing.assert_allclose(counts.loglik, sum(c.loglik for c, _ in alone), rtol=1e-12)
+    def counts_and_states(data):
+        states, loglik = H.decode(hmm, data)
+        return H.e_step(hmm, data), states, loglik
+    together = counts_and_states([H.bucket(xs, range(n), n_words)])
+    alone = [counts_and_states([H.bucket([x], [0], n_words)]) for x in xs]
+    sorted_buckets = counts_and_states(H.buckets(xs, n_words, max_tokens=12))
+    for counts, states, loglik in (together, sorted_buckets):
+        np.testing.assert_allclose(counts.loglik, sum(c.loglik for c, _, _ in alone), rtol=1e-12)
+        np.testing.assert_allclose(loglik, counts.loglik, rtol=1e-12)
         for field in ("start", "trans", "emit"):
-            np.testing.assert_allclose(getattr(counts, field), sum(getattr(c, field) for c, _ in alone),
+            np.testing.assert_allclose(getattr(counts, field), sum(getattr(c, field) for c, _, _ in alone),
                                        atol=1e-10)
-        for s, (_, (s_alone,)) in zip(states, alone):
-            np.testing.assert_array_equal(s, s_alone)
+        np.testing.assert_array_equal(states, np.concatenate([s for _, s, _ in alone]))
 
 
 @settings(max_examples=10)

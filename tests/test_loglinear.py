@@ -4,8 +4,10 @@ import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 import tinydgm as td
-from tinydgm.lbfgs import minimize
-from tinydgm.models import loglinear as ll
+from tinydgm.models.loglinear.lbfgs import minimize
+from tinydgm.models.loglinear import by_hand as llh
+from tinydgm.models.loglinear import categorical
+from tinydgm.models.loglinear import mixture as ll
 
 
 def random_features(rng, n_x, n_z, n_feat, density=0.4):
@@ -25,10 +27,10 @@ def test_m_step_gradient_equals_engine_gradient(sizes, kappa):
     rng = np.random.default_rng(seed)
     F = random_features(rng, n_x, n_z, n_feat)
     w, counts = rng.normal(size=n_feat), rng.gamma(1.0, size=(n_x, n_z))
-    value, grad = ll.m_step_objective(w, F, counts, kappa)
-    engine = td.grad(lambda w: ll.m_step_objective_engine(w, F.toarray(), counts, kappa))(w)
+    value, grad = llh.m_step_objective(w, F, counts, kappa)
+    engine = td.grad(lambda w: categorical.m_step_objective_engine(w, F.toarray(), counts, kappa))(w)
     np.testing.assert_allclose(-grad, engine, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(-value, ll.m_step_objective_engine(td.tensor(w), F.toarray(), counts,
+    np.testing.assert_allclose(-value, categorical.m_step_objective_engine(td.tensor(w), F.toarray(), counts,
                                                                   kappa).data, rtol=1e-10)
 
 
@@ -39,9 +41,9 @@ def test_expected_features_are_the_gradient_of_the_log_partition(sizes):
     rng = np.random.default_rng(seed)
     F = random_features(rng, n_x, n_z, n_feat)
     w = rng.normal(size=n_feat)
-    expected = ll.expected_features(w, F, n_z)
+    expected = llh.expected_features(w, F, n_z)
     for z in range(n_z):            # ∇_w log Z_z(w) = E[f(X, z) | z, w]
-        g = td.grad(lambda w: td.sum(ll.log_partition_engine(w, F.toarray(), n_z)[z]))(w)
+        g = td.grad(lambda w: td.sum(categorical.log_partition_engine(w, F.toarray(), n_z)[z]))(w)
         np.testing.assert_allclose(expected[z], g, rtol=1e-8, atol=1e-12)
 
 
@@ -55,7 +57,7 @@ def test_e_step_counts_give_the_gradient_of_the_marginal_likelihood(sizes):
     model = ll.random_mixture(F, n_z, rng, scale=1.0)
     x = rng.integers(0, n_x, 20)
     _, counts = ll.e_step(model, x)
-    closed = ll.feature_gradient(counts, ll.log_conditional(model.w, F, n_z), F)
+    closed = llh.feature_gradient(counts, categorical.log_conditional(model.w, F, n_z), F)
     engine = td.grad(ll.marginal_log_likelihood_engine, argnums=1)(model.log_prior, model.w,
                                                                    F.toarray(), x)
     np.testing.assert_allclose(closed, engine, rtol=1e-8, atol=1e-10)
@@ -70,8 +72,8 @@ def test_indicator_features_lbfgs_m_step_is_the_multinomial_m_step(n_x, n_z, see
     rng = np.random.default_rng(seed)
     F = sp.identity(n_x * n_z, format="csr")                         # one indicator per (x, z)
     counts = rng.gamma(2.0, size=(n_x, n_z)) + 0.1
-    w = ll.m_step_weights(np.zeros(n_x * n_z), F, counts, kappa=0.0, maxiter=200)
-    np.testing.assert_allclose(np.exp(ll.log_conditional(w, F, n_z)), ll.multinomial_m_step(counts),
+    w = llh.m_step_weights(np.zeros(n_x * n_z), F, counts, kappa=0.0, maxiter=200)
+    np.testing.assert_allclose(np.exp(categorical.log_conditional(w, F, n_z)), llh.multinomial_m_step(counts),
                                atol=1e-5)
 
 

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from tinydgm import runs
+from tinydgm import checkpoint
+from tinydgm.experiments import runs
 
 
 class Toy:
@@ -56,8 +57,8 @@ def test_resume_is_bit_for_bit(tmp_path):
     s = runs.fit(runs.Run.open(part.dir), Toy(seed=123), epochs=6, quiet=True)
     assert s["status"] == "done" and s["epochs"] == 6
     assert records(part) == records(full)
-    a, _ = runs.load_state(full.path("last"))
-    b, _ = runs.load_state(part.path("last"))
+    a, _ = checkpoint.load_state(full.path("last"))
+    b, _ = checkpoint.load_state(part.path("last"))
     np.testing.assert_array_equal(a["w"], b["w"])
     assert a["rng"] == b["rng"]
 
@@ -69,7 +70,7 @@ def test_best_checkpoint_and_eval_every(tmp_path):
     assert evaluated == [1, 3, 4]                           # every 2nd epoch, and the last
     best = min((r["valid_loss"], r["epoch"]) for r in run.metrics() if "valid_loss" in r)
     assert (s["valid_loss"], s["best_epoch"]) == best
-    _, loop = runs.load_state(run.path("best"))
+    _, loop = checkpoint.load_state(run.path("best"))
     assert loop["best_epoch"] == best[1] and loop["epoch"] == best[1] + 1
 
 
@@ -79,7 +80,7 @@ def test_nonfinite_stops_cleanly(tmp_path, capsys):
     assert s["status"] == "nonfinite" and s["epochs"] == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "non-finite loss (nan) in epoch 4" in err[0] and "last.npz" in err[0]
-    state, loop = runs.load_state(run.path("last"))
+    state, loop = checkpoint.load_state(run.path("last"))
     assert loop["epoch"] == 3 and np.isfinite(state["w"]).all()
     assert run.finish(s) == 1
     assert json.loads(capsys.readouterr().out)["status"] == "nonfinite"

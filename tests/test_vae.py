@@ -4,9 +4,9 @@ import pytest
 
 import tinydgm as td
 from tinydgm.metrics import active_units, iw_nll
-from tinydgm.models import vae_by_hand as hand
+from tinydgm.models.vae import by_hand as hand
 from tinydgm.models.vae import VAE
-from tinydgm.runs import learning_rate
+from tinydgm.optim import learning_rate
 
 ENGINE_NAMES = [f"{net}.layers.{i}.{w}" for net in ("encoder", "decoder") for i in range(3)
                 for w in ("weight", "bias")]
@@ -43,7 +43,7 @@ def test_hand_step_float32_and_reuses_buffers():
     x = (np.random.default_rng(1).random((20, 784)) < 0.3).astype(np.float32)
     eps = np.random.default_rng(2).standard_normal((20, 50), dtype=np.float32)
     work, grads = {}, {n: np.empty_like(p) for n, p in params.items()}
-    opt = hand.Adam(params)
+    opt = hand.adam(params)
     loss0 = hand.train_step(params, opt, x, eps, grads, work)
     ids = {k: id(v) for k, v in work.items() if isinstance(v, np.ndarray)}
     for _ in range(20):

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from tinydgm import plots, runs
+from tinydgm import checkpoint, plots
+from tinydgm.experiments import runs
 from tinydgm.cli import main
-from tinydgm.models import vae
+from tinydgm.experiments import vae
 
 TINY = ["--epochs", "3", "--limit", "200", "--hidden", "16", "--z-dim", "4", "--batch-size", "50",
         "--seed", "3", "--quiet"]
@@ -19,7 +20,7 @@ def no_figures(monkeypatch):
 
 
 def trained(run_dir):
-    state, loop = runs.load_state(f"{run_dir}/last")
+    state, loop = checkpoint.load_state(f"{run_dir}/last")
     metrics = [{k: v for k, v in r.items() if k not in ("time_s", "cpu_s")} for r in runs.Run.open(run_dir).metrics()]
     return state, loop, metrics
 
@@ -29,11 +30,11 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["status"] == "done" and summary["epochs"] == 3
 
-    original = vae.Trainer.train_epoch
-    monkeypatch.setattr(vae.Trainer, "train_epoch", lambda self, e, p: _interrupt_at(original, self, e, p, 1))
+    original = vae.VAETrainer.train_epoch
+    monkeypatch.setattr(vae.VAETrainer, "train_epoch", lambda self, e, p: _interrupt_at(original, self, e, p, 1))
     assert main(["train", "vae", *TINY, "--out", str(tmp_path / "part")]) == 130
     assert "interrupted in epoch 2" in capsys.readouterr().err
-    monkeypatch.setattr(vae.Trainer, "train_epoch", original)
+    monkeypatch.setattr(vae.VAETrainer, "train_epoch", original)
     assert main(["train", "vae", "--resume", str(tmp_path / "part"), "--quiet"]) == 0
 
     a, b = trained(tmp_path / "full"), trained(tmp_path / "part")
@@ -51,13 +52,13 @@ def _interrupt_at(original, self, epoch, progress, at):
 
 
 def test_nonfinite_loss_stops_cleanly(tmp_path, monkeypatch, capsys):
-    original = vae.Trainer.train_epoch
+    original = vae.VAETrainer.train_epoch
 
     def poisoned(self, epoch, progress):
         if epoch == 1:
             self.model.decoder.layers[-1].bias.data[:] = np.nan
         return original(self, epoch, progress)
-    monkeypatch.setattr(vae.Trainer, "train_epoch", poisoned)
+    monkeypatch.setattr(vae.VAETrainer, "train_epoch", poisoned)
     assert main(["train", "vae", *TINY, "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "non-finite loss (nan) in epoch 2" in err[0]

@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 
 import tinydgm as td
 from tinydgm.cli import main
-from tinydgm.models import wake_sleep as ws
-from tinydgm.runs import device_rng
+from tinydgm.experiments import wake_sleep as ws_run
+from tinydgm.models.wake_sleep import by_hand as ws_hand
+from tinydgm.models.wake_sleep import exact
+from tinydgm.models.wake_sleep import model as ws
+from tinydgm.backend import device_rng
 
 
 def machine(layers, seed, spread=0.5):
@@ -45,7 +48,7 @@ def test_delta_rule_equals_engine_wake_and_sleep(layers, batch, seed):
     hs = [binary(rng, (batch, n)) for n in layers[1:]]          # any binary states, not only q's
     wake = td.mean(m.log_joint(x, hs))
     wake.backward()
-    by_hand, value = ws.wake_gradients_by_hand(m.arrays(), x, hs)
+    by_hand, value = ws_hand.wake_gradients_by_hand(m.arrays(), x, hs)
     np.testing.assert_allclose(value, wake.item(), rtol=1e-12)
     assert set(by_hand) == {n for n, _ in m.named_parameters() if not n.startswith("recognition")}
     for n, p in m.named_parameters():
@@ -56,7 +59,7 @@ def test_delta_rule_equals_engine_wake_and_sleep(layers, batch, seed):
     m.zero_grad()
     sleep = td.mean(m.log_q(hs, x))
     sleep.backward()
-    by_hand, value = ws.sleep_gradients_by_hand(m.arrays(), x, hs)
+    by_hand, value = ws_hand.sleep_gradients_by_hand(m.arrays(), x, hs)
     np.testing.assert_allclose(value, sleep.item(), rtol=1e-12)
     for n, p in m.named_parameters():
         if n in by_hand:
@@ -76,8 +79,8 @@ def test_delta_rule_equals_engine_reweighted(layers, batch, k, seed):
     np.testing.assert_allclose(omega.sum(0), 1, rtol=1e-12)
     p_objective, q_objective = td.sum(log_p * omega) / batch, td.sum(log_q * omega) / batch
     (p_objective + q_objective).backward()
-    g_p, p_value = ws.wake_gradients_by_hand(m.arrays(), x, hs, omega)
-    g_q, q_value = ws.recognition_gradients_by_hand(m.arrays(), x, hs, omega)
+    g_p, p_value = ws_hand.wake_gradients_by_hand(m.arrays(), x, hs, omega)
+    g_q, q_value = ws_hand.recognition_gradients_by_hand(m.arrays(), x, hs, omega)
     np.testing.assert_allclose([p_value, q_value], [p_objective.item(), q_objective.item()], rtol=1e-12)
     expected = {**g_p, **g_q}
     for n, p in m.named_parameters():
@@ -89,7 +92,7 @@ def test_engine_step_equals_step_by_hand(xp, to_numpy):
     parameters and report the same wake and sleep objectives."""
     data = td.backend.asarray(binary(np.random.default_rng(0), (60, 12)))
     models, reported = [], []
-    for step in (ws.wake_sleep_step, ws.wake_sleep_step_by_hand):
+    for step in (ws.wake_sleep_step, ws_hand.wake_sleep_step_by_hand):
         m = machine((12, 5, 3), 4)
         opt_p, opt_q = td.optim.Adam(m.generative_parameters(), 0.01), td.optim.Adam(m.recognition_parameters(), 0.01)
         rng = device_rng(np.random.default_rng(5))
@@ -137,17 +140,17 @@ def test_reweighted_updates_move_their_own_parameters(updates, moves):
 
 def test_exact_log_px_is_normalised():
     m = machine((6, 3), 3, spread=1.5)
-    xs = ws.all_states(6)
-    assert abs(np.logaddexp.reduce(ws.exact_log_px(m, xs)) - 0) < 1e-10        # Σ_x p(x) = 1
+    xs = exact.all_states(6)
+    assert abs(np.logaddexp.reduce(exact.exact_log_px(m, xs)) - 0) < 1e-10        # Σ_x p(x) = 1
     m2 = machine((4, 2, 3), 3, spread=1.5)                                       # and with two hidden layers
-    assert abs(np.logaddexp.reduce(ws.exact_log_px(m2, ws.all_states(4)))) < 1e-10
+    assert abs(np.logaddexp.reduce(exact.exact_log_px(m2, exact.all_states(4)))) < 1e-10
 
 
 def test_importance_sampled_log_px_converges_and_is_a_lower_bound():
     """On 6 visible, 3 hidden units (all 2^9 states enumerable): E[L_k] <= log p(x), and L_k -> log p(x)."""
     m = machine((6, 3), 7, spread=1.5)
     x = np.array([[1, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1]], dtype=np.float64)
-    log_px = ws.exact_log_px(m, x)
+    log_px = exact.exact_log_px(m, x)
     rng = np.random.default_rng(0)
     with td.no_grad():
         # 4000 independent L_4 per image: their mean is below log p(x) by more than its standard error allows
@@ -168,10 +171,10 @@ def test_importance_sampled_log_px_converges_and_is_a_lower_bound():
 def test_sleep_phase_lowers_exact_kl_on_a_fixed_p():
     """Sleep minimises E_p(x) KL(p(h|x) ‖ q(h|x)) + const: measure it exactly before and after, θ fixed."""
     m = machine((6, 3), 11, spread=2.0)
-    xs = ws.all_states(6)
+    xs = exact.all_states(6)
 
     def expected_kl():
-        return float((np.exp(ws.exact_log_px(m, xs)) * ws.exact_kl_posterior(m, xs)).sum())
+        return float((np.exp(exact.exact_log_px(m, xs)) * exact.exact_kl_posterior(m, xs)).sum())
 
     theta = {n: v for n, v in m.state_dict().items() if not n.startswith("recognition")}
     before = expected_kl()
@@ -286,7 +289,7 @@ def test_resume_gives_the_numbers_of_an_uninterrupted_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("model", ["vae", "wake-sleep"])
 def test_train_help_states_the_hold_the_schedule_uses(capsys, model):
-    from tinydgm.runs import HOLD, learning_rate
+    from tinydgm.optim import HOLD, learning_rate
     with pytest.raises(SystemExit):
         main(["train", model, "--help"])
     help_text = " ".join(capsys.readouterr().out.split())

@@ -9,12 +9,12 @@ import platform
 
 import numpy
 
+from tinydgm.errors import BackendError
+
 _state = {"name": "numpy", "xp": numpy}
 default_dtype = numpy.float32      # float32 for training; gradient checks use float64
 
 
-class BackendError(RuntimeError):
-    """The requested backend cannot be used on this machine."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,10 +58,24 @@ def xp():
     return _state["xp"]
 
 
+_wrappers = ()           # array-holding types (the engine's Tensor): their `.data` is the array
+
+
+def register_wrapper(cls):
+    """Let `get_array_module` and `to_numpy` look inside instances of `cls` (at `.data`); returns cls."""
+    global _wrappers
+    _wrappers = _wrappers + (cls,)
+    return cls
+
+
+def _array(a):
+    return a.data if isinstance(a, _wrappers) else a
+
+
 def get_array_module(*arrays):
     """The array module that owns `arrays` (cupy if any of them is a CuPy array, else numpy)."""
     for a in arrays:
-        a = getattr(a, "data", a) if type(a).__name__ in ("Tensor", "Parameter") else a
+        a = _array(a)
         if type(a).__module__.startswith("cupy"):
             import cupy
             return cupy
@@ -75,7 +89,7 @@ def asarray(a, dtype=None):
 
 def to_numpy(a):
     """`a` (a NumPy or CuPy array, or a Tensor) as a NumPy array on the host."""
-    a = getattr(a, "data", a) if type(a).__name__ in ("Tensor", "Parameter") else a
+    a = _array(a)
     if type(a).__module__.startswith("cupy"):
         return a.get()
     return numpy.asarray(a)
@@ -86,6 +100,28 @@ def rng(seed=None):
     if _state["name"] == "cupy":
         return _state["xp"].random.default_rng(seed)
     return numpy.random.default_rng(seed)
+
+
+def device_rng(rng):
+    """`rng` itself on the CPU; on the GPU, a view of it whose draws land on the device.
+
+    Training draws from a host NumPy Generator on both backends, so its state can be checkpointed.
+    """
+    return rng if name() == "numpy" else _DeviceRNG(rng)
+
+
+class _DeviceRNG:
+    def __init__(self, rng):
+        self.host = rng
+
+    def standard_normal(self, shape, dtype=numpy.float32):
+        return asarray(self.host.standard_normal(shape, dtype=dtype))
+
+    def random(self, shape, dtype=numpy.float32):
+        return asarray(self.host.random(shape, dtype=dtype))
+
+    def permutation(self, n):
+        return asarray(self.host.permutation(n))
 
 
 def scatter_add(a, indices, values):

@@ -4,6 +4,7 @@
 Each file is written to a temporary file in the same folder and renamed over the old one
 (`os.replace` is atomic), so a crash leaves the previous checkpoint whole.  The metadata is also
 stored inside the .npz (as a string array), so the two files can never disagree on load.
+`save_state`/`load_state` store a nested state (dicts and lists of arrays and JSON values) that way.
 """
 import json
 import os
@@ -12,11 +13,9 @@ import zipfile
 
 import numpy as np
 
+from tinydgm.errors import CheckpointError
+
 META_KEY = "__meta__"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing or unreadable."""
 
 
 def _stem(path):
@@ -78,3 +77,46 @@ def load(path):
 
 def exists(path):
     return os.path.isfile(_stem(path) + ".npz")
+
+
+# ---------------------------------------------------------------- a trainer's nested state
+
+def _is_array(x):
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, np.generic)
+
+
+def _split(tree, prefix, arrays):
+    """Arrays out into `arrays` (by path), the rest kept as a JSON skeleton."""
+    if _is_array(tree):
+        arrays[prefix] = tree
+        return {"__array__": prefix}
+    if isinstance(tree, dict):
+        return {str(k): _split(v, f"{prefix}/{k}", arrays) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_split(v, f"{prefix}/{i}", arrays) for i, v in enumerate(tree)]
+    return tree.item() if isinstance(tree, np.generic) else tree
+
+
+def _join(skel, arrays):
+    if isinstance(skel, dict):
+        if set(skel) == {"__array__"}:
+            return arrays[skel["__array__"]]
+        return {k: _join(v, arrays) for k, v in skel.items()}
+    if isinstance(skel, list):
+        return [_join(v, arrays) for v in skel]
+    return skel
+
+
+def save_state(path, state, loop=None):
+    """Write a trainer's `state` (arrays and JSON-able values, nested) and the loop's counters as one checkpoint."""
+    arrays = {}
+    skel = _split(state, "", arrays)
+    return save(path, arrays, {"state": skel, "loop": loop or {}})
+
+
+def load_state(path):
+    """(state, loop) from a checkpoint written by `save_state`."""
+    arrays, meta = load(path)
+    if "state" not in meta:
+        raise CheckpointError(f"{path}.npz: no trainer state in its metadata")
+    return _join(meta["state"], arrays), meta.get("loop", {})

@@ -12,7 +12,7 @@ import builtins
 
 import numpy
 
-from tinydgm import backend
+from tinydgm import backend, numerics
 from tinydgm.tensor import Op, Tensor, apply, unwrap
 
 
@@ -63,12 +63,6 @@ def _keep(g, ndim, axis, keepdims):
     for a in sorted(a % ndim for a in ((axis,) if isinstance(axis, int) else axis)):
         shape.insert(a, 1)
     return g.reshape(shape)
-
-
-def _sigmoid(xp, x):
-    e = xp.exp(-xp.abs(x))              # never overflows
-    r = 1 / (1 + e)
-    return xp.where(x >= 0, r, e * r)
 
 
 # =============================================================================================
@@ -140,30 +134,22 @@ defvjp(tanh, lambda g, ans, x: g * (1 - ans * ans))                  # d tanh x/
 
 @primitive
 def sigmoid(xp, x):
-    """1 / (1 + e^-x), computed without overflow for any x."""
-    return _sigmoid(xp, x)
+    """1 / (1 + e^-x) = (1 + tanh(x/2)) / 2: no overflow for any x."""
+    return numerics.sigmoid(xp, x)
 defvjp(sigmoid, lambda g, ans, x: g * ans * (1 - ans))               # d s(x)/dx = s(x)(1 - s(x))
 
 
 @primitive
 def softplus(xp, x):
     """log(1 + e^x) = max(x, 0) + log1p(e^-|x|): finite for any x."""
-    out = xp.asarray(xp.abs(x))         # an array even for 0-d x (NumPy returns a scalar there)
-    xp.negative(out, out=out)
-    xp.exp(out, out=out)
-    xp.log1p(out, out=out)
-    return xp.add(out, xp.maximum(x, 0), out=out)
+    return numerics.softplus(xp, x)
 defvjp(softplus, lambda g, ans, x: g * _exp(x - ans))                # d softplus(x)/dx = sigmoid(x) = e^(x - softplus(x))
 
 
 @primitive
 def log_sigmoid(xp, x):
     """log(1 / (1 + e^-x)) = min(x, 0) - log1p(e^-|x|): finite for any x."""
-    out = xp.asarray(xp.abs(x))         # an array even for 0-d x
-    xp.negative(out, out=out)
-    xp.exp(out, out=out)
-    xp.log1p(out, out=out)
-    return xp.subtract(xp.minimum(x, 0), out, out=out)
+    return numerics.log_sigmoid(xp, x)
 defvjp(log_sigmoid, lambda g, ans, x: g * _exp(ans - x))             # d log s(x)/dx = s(-x) = e^(log s(x) - x)
 
 
@@ -205,20 +191,12 @@ defvjp(clip, lambda g, ans, x, lo, hi:                              # d clip/dx 
 @primitive
 def bernoulli_log_prob(xp, logits, x):
     """x l - softplus(l): log Bernoulli(x; sigmoid(l)) from logits in one op (fused: it pays in the VAE)."""
-    out = xp.asarray(xp.abs(logits))    # an array even for 0-d logits (NumPy returns a scalar there)
-    xp.negative(out, out=out)
-    xp.exp(out, out=out)
-    xp.log1p(out, out=out)
-    out += xp.maximum(logits, 0)                                     # softplus(l)
-    return x * logits - out
+    return numerics.bernoulli_log_prob(xp, logits, x)
 defvjp(bernoulli_log_prob, lambda g, ans, l, x: _bernoulli_vjp(g, l, x), None)
 
 
 def _bernoulli_vjp(g, l, x):
-    s = _xp(l).tanh(l * 0.5)
-    s *= 0.5
-    s += 0.5                                     # sigmoid(l) = (1 + tanh(l/2)) / 2: fewer passes than exp
-    return unbroadcast(g * (x - s), l.shape)     # d/dl [x l - softplus(l)] = x - sigmoid(l)
+    return unbroadcast(g * (x - numerics.sigmoid(_xp(l), l)), l.shape)   # d/dl [x l - softplus(l)] = x - sigmoid(l)
 
 
 def _exp(a):

@@ -1,4 +1,4 @@
-"""Optimisers that update parameters in place: SGD (with momentum) and Adam."""
+"""Optimisers that update parameters in place (SGD with momentum, Adam) and the learning-rate schedules they share."""
 import math
 
 from tinydgm import backend
@@ -111,3 +111,25 @@ def clip_grad_norm(params, max_norm):
             if p.grad is not None:
                 p.grad = p.grad * (max_norm / norm)
     return norm
+
+
+# =============================================================================================
+# Learning-rate schedules (every trainer's)
+# =============================================================================================
+
+SCHEDULES = ("anneal", "constant", "burda")
+HOLD = 0.25                     # anneal: the share of the budget spent at the full learning rate
+
+
+def learning_rate(schedule, lr, epoch, progress):
+    """The step size for `epoch` (`progress` in [0, 1) is how much of the run's budget is spent)."""
+    if schedule == "constant":
+        return lr
+    if schedule == "anneal":
+        # hold lr for the first HOLD of the budget, then decay exponentially to lr/100 at the end
+        return lr if progress < HOLD else lr * 10 ** (-2 * (progress - HOLD) / (1 - HOLD))
+    if schedule == "burda":
+        # Burda et al. 2016, App. D: lr 10^(-i/7) * 1e-3 for 3^i epochs, i = 0..7 (3280 epochs)
+        i = next(i for i in range(8) if epoch < (3 ** (i + 1) - 1) // 2) if epoch < 3280 else 7
+        return lr * 10 ** (-i / 7)
+    raise ValueError(f"unknown schedule {schedule!r}")

@@ -1,4 +1,5 @@
-"""PNG figures with matplotlib (the optional `plot` extra): image grids, learning curves, latent manifold.
+"""PNG figures with matplotlib (the optional `plot` extra): image grids, learning curves, latent manifold,
+wake-sleep's dreams and unit activations, a tagging confusion table.
 
 Every function takes NumPy arrays, writes one PNG and returns its path.
 """
@@ -85,3 +86,54 @@ def latent_manifold(decode, path, n=20):
     q = norm.ppf(np.linspace(0.05, 0.95, n))
     z = np.array([[a, b] for b in q[::-1] for a in q])
     return image_grid(decode(z), path, cols=n, title="latent manifold: p(x|z) over a grid of z")
+
+
+def side_by_side(left, right, path, titles, n=50, cols=10):
+    """Two grids of square images side by side (e.g. test images next to dreams)."""
+    plt = _pyplot()
+    side = int(round(math.sqrt(left.shape[1])))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * cols * 0.6, rows * 0.6 + 0.4))
+    for ax, images, title in zip(axes, (left, right), titles):
+        ax.imshow(_tile(images[:n], rows, cols, side), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    return _save(plt, fig, path)
+
+
+def activations(q_means, p_means, path):
+    """Per layer: each unit's mean activation under q(h|x) on data and under p in dreams, units sorted."""
+    import numpy as np
+    plt = _pyplot()
+    L = len(q_means)
+    fig, axes = plt.subplots(1, L, figsize=(4 * L, 3), squeeze=False)
+    for l, ax in enumerate(axes[0]):
+        mq = q_means[l]
+        order = np.argsort(-mq)
+        ax.plot(mq[order], label="q(h|x), data")
+        ax.plot(p_means[l][order], ".", ms=3, label="p, dreams")
+        ax.set_title(f"layer h{l + 1}: {int(((mq > 0.01) & (mq < 0.99)).sum())} of {len(mq)} units not stuck", fontsize=8)
+        ax.set_xlabel("unit (sorted)")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].set_ylabel("mean activation")
+    axes[0][0].legend(fontsize=7)
+    return _save(plt, fig, path)
+
+
+def confusion(n, states, tags, path, title=""):
+    """The state-by-tag table n[s, g] as a PNG, each state's row normalised, states ordered by their tag."""
+    import numpy as np
+    plt = _pyplot()
+    rows = n / n.sum(axis=1, keepdims=True)
+    order = np.lexsort((-rows.max(axis=1), rows.argmax(axis=1)))   # group states by their best tag
+    fig, ax = plt.subplots(figsize=(0.22 * len(tags) + 3, 0.18 * len(states) + 2))
+    ax.imshow(rows[order], aspect="auto", cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(tags)), [str(t) for t in tags], rotation=90, fontsize=6)
+    ax.set_yticks(range(len(states)), [str(s) for s in states[order]], fontsize=5)
+    ax.set_xlabel("gold tag")
+    ax.set_ylabel("induced state")
+    ax.set_title(title or "p(gold tag | induced state)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -23,6 +23,7 @@ class Op:
         return f"<op {self.name}>"
 
 
+@backend.register_wrapper
 class Tensor:
     """A backend array with a gradient.  Leaves accumulate `.grad` across `backward` calls."""
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")

@@ -20,8 +20,9 @@ import tracemalloc
 import numpy as np
 
 import tinydgm as td
-from tinydgm.datasets import binarized_mnist
-from tinydgm.models import vae_by_hand
+from tinydgm import ops
+from tinydgm.data.mnist import binarized_mnist
+from tinydgm.models.vae import by_hand as vae_by_hand
 
 Z = 50
 
@@ -35,14 +36,14 @@ class EngineStep:
 
     def loss(self, x, eps):
         P = self.p
-        h = td.tanh(td.linear(x, P["W1"], P["b1"]))
-        h = td.tanh(td.linear(h, P["W2"], P["b2"]))
-        o = td.linear(h, P["W3"], P["b3"])
+        h = td.tanh(ops.linear(x, P["W1"], P["b1"]))
+        h = td.tanh(ops.linear(h, P["W2"], P["b2"]))
+        o = ops.linear(h, P["W3"], P["b3"])
         mu, log_var = o[:, :Z], o[:, Z:]
         z = mu + td.exp(0.5 * log_var) * eps                       # reparameterisation
-        g = td.tanh(td.linear(z, P["W4"], P["b4"]))
-        g = td.tanh(td.linear(g, P["W5"], P["b5"]))
-        logits = td.linear(g, P["W6"], P["b6"])
+        g = td.tanh(ops.linear(z, P["W4"], P["b4"]))
+        g = td.tanh(ops.linear(g, P["W5"], P["b5"]))
+        logits = ops.linear(g, P["W6"], P["b6"])
         log_px = td.sum(td.bernoulli_log_prob(logits, x))          # x l - softplus(l)
         kl = 0.5 * td.sum(mu * mu + td.exp(log_var) - 1 - log_var)  # KL(q || N(0, I))
         return (kl - log_px) / x.shape[0]
@@ -62,13 +63,11 @@ class EngineStep:
 class HandStep:
     def __init__(self, params, lr=1e-3):
         self.params = {k: v.copy() for k, v in params.items()}
-        self.opt = vae_by_hand.Adam(self.params, lr=lr)
-        self.grads, self.work = None, {}
+        self.opt = vae_by_hand.adam(self.params, lr=lr)
+        self.grads, self.work = {n: np.empty_like(p) for n, p in self.params.items()}, {}
 
     def __call__(self, x, eps):
-        loss, self.grads = vae_by_hand.loss_and_grads(self.params, x, eps, self.grads, self.work)
-        self.opt.step(self.grads)
-        return loss
+        return vae_by_hand.train_step(self.params, self.opt, x, eps, self.grads, self.work)
 
 
 class TorchStep:

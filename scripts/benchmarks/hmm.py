@@ -31,9 +31,10 @@ def main(argv):
     p.add_argument("--no-rich", action="store_true", help="skip the featurized timings")
     args = p.parse_args(argv)
 
-    from tinydgm.models import hmm as H
-    from tinydgm.models import pos
-    corpus = pos.Corpus(pos.corpus_paths(pos.ewt_dir()))
+    from tinydgm.models.loglinear import hmm as H
+    from tinydgm.experiments import pos_hmm as pos
+from tinydgm.data import ewt
+    corpus = ewt.Corpus(ewt.corpus_paths(ewt.ewt_dir()))
     data, K = corpus.buckets(), args.states
     n = len(corpus.forms)
     rng = np.random.default_rng(0)

@@ -15,10 +15,10 @@ import numpy as np
 
 import tinydgm as td
 from tinydgm import backend
-from tinydgm.datasets import binarized_mnist
-from tinydgm.models import vae_by_hand as hand
+from tinydgm.data.mnist import binarized_mnist
+from tinydgm.models.vae import by_hand as hand
 from tinydgm.models.vae import VAE
-from tinydgm.runs import device_rng
+from tinydgm.backend import device_rng
 
 
 def engine_stepper(x_all, batch, seed):
@@ -40,7 +40,7 @@ def engine_stepper(x_all, batch, seed):
 
 def hand_stepper(x_all, batch, seed):
     params = hand.init_params(np.random.default_rng(seed))
-    opt, work, grads = hand.Adam(params, lr=1e-3), {}, {}
+    opt, work, grads = hand.adam(params, lr=1e-3), {}, {}
     grads.update({n: np.empty_like(p) for n, p in params.items()})
     rng = np.random.default_rng(seed)
 
@@ -48,8 +48,7 @@ def hand_stepper(x_all, batch, seed):
         for s in range(start, start + steps):
             x = x_all[(s * batch) % len(x_all):][:batch]
             eps = rng.standard_normal((len(x), 50), dtype=np.float32)
-            loss, _ = hand.loss_and_grads(params, x, eps, grads, work)
-            opt.step(grads)
+            loss = hand.train_step(params, opt, x, eps, grads, work)
         return loss
     return run
 

@@ -20,9 +20,11 @@ import numpy as np
 
 import tinydgm as td
 from tinydgm import backend
-from tinydgm.datasets import binarized_mnist
-from tinydgm.models import wake_sleep as ws
-from tinydgm.runs import device_rng
+from tinydgm.data.mnist import binarized_mnist
+from tinydgm.experiments import wake_sleep as ws_run
+from tinydgm.models.wake_sleep import by_hand, exact
+from tinydgm.models.wake_sleep import model as ws
+from tinydgm.backend import device_rng
 
 
 def stepper(step, layers, x_all, batch, seed, **kw):
@@ -62,7 +64,7 @@ def main(argv):
     for batch in args.batch:
         steps = max(1, args.images // batch)
         eng = stepper(ws.wake_sleep_step, layers, x, batch, 0)
-        hnd = stepper(ws.wake_sleep_step_by_hand, layers, x, batch, 0)
+        hnd = stepper(by_hand.wake_sleep_step_by_hand, layers, x, batch, 0)
         rws = stepper(ws.reweighted_step, layers, x, batch, 0, k=5)
         for run in (eng, hnd, rws):
             run(3, 0)                                          # warm up (allocator, BLAS)

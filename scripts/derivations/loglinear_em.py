@@ -11,9 +11,11 @@ import numpy as np
 import scipy.sparse as sp
 
 import tinydgm as td
-from tinydgm.features import conjoin
-from tinydgm.models import hmm as H
-from tinydgm.models import loglinear as ll
+from tinydgm.models.loglinear.features import conjoin
+from tinydgm.models.loglinear import hmm as H
+from tinydgm.models.loglinear import by_hand as llh
+from tinydgm.models.loglinear import categorical
+from tinydgm.models.loglinear import mixture as ll
 
 rng = np.random.default_rng(0)
 n_x, n_z, n_feat = 6, 3, 5
@@ -27,12 +29,12 @@ def row(name, by_hand, other, what="engine"):
 
 
 print("M-step gradient: observed minus expected features")
-_, grad = ll.m_step_objective(w, F, counts, kappa)
-row("∇ℓ(w)", -grad, td.grad(lambda w: ll.m_step_objective_engine(w, F.toarray(), counts, kappa))(w))
+_, grad = llh.m_step_objective(w, F, counts, kappa)
+row("∇ℓ(w)", -grad, td.grad(lambda w: categorical.m_step_objective_engine(w, F.toarray(), counts, kappa))(w))
 
 print("E-step as a gradient")
-engine = np.stack([td.grad(lambda w: ll.log_partition_engine(w, F.toarray(), n_z)[z])(w) for z in range(n_z)])
-row("E[f(X, z) | z] vs ∇ log Z_z", ll.expected_features(w, F, n_z), engine)
+engine = np.stack([td.grad(lambda w: categorical.log_partition_engine(w, F.toarray(), n_z)[z])(w) for z in range(n_z)])
+row("E[f(X, z) | z] vs ∇ log Z_z", llh.expected_features(w, F, n_z), engine)
 
 hmm = H.random_hmm(sp.identity(n_x * n_z, format="csr"), n_z, rng, scale=1.0)
 x = rng.integers(0, n_x, 7)

@@ -22,8 +22,7 @@ To plug a model in, give `fit` an object with four methods (an EM iteration is a
     summary = fit(run, trainer, epochs=10, monitor="valid_elbo", mode="max")
     return run.finish(summary)                            # prints one JSON line; the exit code
 
-`learning_rate(schedule, lr, epoch, progress)` turns `progress` into the step size for an epoch
-(the schedules every trainer shares: anneal, constant, burda).
+`tinydgm.optim.learning_rate(schedule, lr, epoch, progress)` turns `progress` into an epoch's step size.
 
 `fit` resumes from `last` if the run has one, and holds a lock on the folder meanwhile.  Ctrl-C,
 SIGTERM or a non-finite loss (return it, or raise `NonFinite` mid-epoch) stops cleanly, keeping
@@ -42,14 +41,10 @@ import sys
 import threading
 import time
 
-import numpy as np
 from tqdm import tqdm
 
-from tinydgm import backend, checkpoint
-
-
-class RunError(ValueError):
-    """A run directory is missing, or is not what the command expects."""
+from tinydgm import checkpoint
+from tinydgm.errors import RunError
 
 
 class NonFinite(Exception):
@@ -155,16 +150,7 @@ def _write_json(path, obj):
     os.replace(tmp, path)
 
 
-# ---------------------------------------------------------------- state <-> checkpoint
-
-def use_device(device):
-    """Switch the backend for `--device cpu|cuda`; a missing CuPy or GPU is the user's one-line error."""
-    from tinydgm.cli import UserError
-    try:
-        backend.use("cupy" if device == "cuda" else "numpy")
-    except backend.BackendError as e:
-        raise UserError(f"--device {device}: {e}") from None
-
+# ---------------------------------------------------------------- generators in a checkpoint
 
 def rng_state(rng):
     """A NumPy Generator's full state, as JSON-able values."""
@@ -173,88 +159,6 @@ def rng_state(rng):
 
 def set_rng_state(rng, state):
     rng.bit_generator.state = state
-
-
-def device_rng(rng):
-    """`rng` itself on the CPU; on the GPU, a view of it whose draws land on the device.
-
-    Training draws from a host NumPy Generator on both backends, so its state can be checkpointed.
-    """
-    return rng if backend.name() == "numpy" else _DeviceRNG(rng)
-
-
-class _DeviceRNG:
-    def __init__(self, rng):
-        self.host = rng
-
-    def standard_normal(self, shape, dtype=np.float32):
-        return backend.asarray(self.host.standard_normal(shape, dtype=dtype))
-
-    def random(self, shape, dtype=np.float32):
-        return backend.asarray(self.host.random(shape, dtype=dtype))
-
-    def permutation(self, n):
-        return backend.asarray(self.host.permutation(n))
-
-
-def _is_array(x):
-    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, np.generic)
-
-
-def _split(tree, prefix, arrays):
-    """Arrays out into `arrays` (by path), the rest kept as a JSON skeleton."""
-    if _is_array(tree):
-        arrays[prefix] = tree
-        return {"__array__": prefix}
-    if isinstance(tree, dict):
-        return {str(k): _split(v, f"{prefix}/{k}", arrays) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return [_split(v, f"{prefix}/{i}", arrays) for i, v in enumerate(tree)]
-    return tree.item() if isinstance(tree, np.generic) else tree
-
-
-def _join(skel, arrays):
-    if isinstance(skel, dict):
-        if set(skel) == {"__array__"}:
-            return arrays[skel["__array__"]]
-        return {k: _join(v, arrays) for k, v in skel.items()}
-    if isinstance(skel, list):
-        return [_join(v, arrays) for v in skel]
-    return skel
-
-
-def save_state(path, state, loop=None):
-    arrays = {}
-    skel = _split(state, "", arrays)
-    return checkpoint.save(path, arrays, {"state": skel, "loop": loop or {}})
-
-
-def load_state(path):
-    """(state, loop) from a checkpoint written by `save_state`."""
-    arrays, meta = checkpoint.load(path)
-    if "state" not in meta:
-        raise checkpoint.CheckpointError(f"{path}.npz: no trainer state in its metadata")
-    return _join(meta["state"], arrays), meta.get("loop", {})
-
-
-# ---------------------------------------------------------------- learning-rate schedules
-
-SCHEDULES = ("anneal", "constant", "burda")
-HOLD = 0.25                     # anneal: the share of the budget spent at the full learning rate
-
-
-def learning_rate(schedule, lr, epoch, progress):
-    """The step size for `epoch` (`progress` in [0, 1) is how much of the run's budget is spent)."""
-    if schedule == "constant":
-        return lr
-    if schedule == "anneal":
-        # hold lr for the first HOLD of the budget, then decay exponentially to lr/100 at the end
-        return lr if progress < HOLD else lr * 10 ** (-2 * (progress - HOLD) / (1 - HOLD))
-    if schedule == "burda":
-        # Burda et al. 2016, App. D: lr 10^(-i/7) * 1e-3 for 3^i epochs, i = 0..7 (3280 epochs)
-        i = next(i for i in range(8) if epoch < (3 ** (i + 1) - 1) // 2) if epoch < 3280 else 7
-        return lr * 10 ** (-i / 7)
-    raise ValueError(f"unknown schedule {schedule!r}")
 
 
 # ---------------------------------------------------------------- the training loop
@@ -296,7 +200,7 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
     loop = {"epoch": 0, "elapsed_s": 0.0, "cpu_s": 0.0, "best": None, "best_epoch": None}
     if checkpoint.exists(run.path("last")):
-        state, loop = load_state(run.path("last"))
+        state, loop = checkpoint.load_state(run.path("last"))
         trainer.load_state(state)
         run.truncate_metrics(loop["epoch"])
     budget = None if minutes is None else 60.0 * minutes
@@ -330,9 +234,9 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
             record["time_s"], record["cpu_s"] = round(loop["elapsed_s"], 3), round(loop["cpu_s"], 3)
             if monitor in record and (loop["best"] is None or better(record[monitor], loop["best"])):
                 loop["best"], loop["best_epoch"] = record[monitor], epoch
-                save_state(run.path("best"), trainer.state(), loop)
+                checkpoint.save_state(run.path("best"), trainer.state(), loop)
             run.log(record)
-            save_state(run.path("last"), trainer.state(), loop)
+            checkpoint.save_state(run.path("last"), trainer.state(), loop)
             saved, last = loop["epoch"], record
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()

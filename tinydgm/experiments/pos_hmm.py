@@ -1,65 +1,32 @@
-"""Part-of-speech induction with (featurized) HMMs on UD English EWT (Berg-Kirkpatrick et al. 2010, §5.1).
+"""`tinydgm train pos-hmm` (alias `loglinear`) and `eval` of its runs: part-of-speech induction with the
+(featurized) HMMs of `tinydgm.models.loglinear.hmm` on UD English EWT (Berg-Kirkpatrick et al. 2010, §5.1).
 
 The unsupervised corpus is the word forms of EWT train+dev+test; the induced states are scored on
 all of it against gold XPOS (Penn tags) and UPOS, decoding each token by its posterior argmax.
 """
-import glob
 import json
 import os
 import time
 
 import numpy as np
 
-from tinydgm import checkpoint, runs
-from tinydgm.conllu import ConlluError, conllu
-from tinydgm.datasets import data_root
-from tinydgm.features import FEATURE_SETS, conjoin, word_features
-from tinydgm.models import hmm as H
-from tinydgm.tagging_metrics import plot_confusion, tagging_scores, top_words
+from tinydgm import checkpoint, plots
+from tinydgm.data.ewt import ewt_dir, load_corpus
+from tinydgm.errors import UserError
+from tinydgm.experiments import options, runs
+from tinydgm.metrics.tagging import contingency, tagging_scores, top_words
+from tinydgm.models.loglinear import hmm as H
+from tinydgm.models.loglinear.features import FEATURE_SETS, conjoin, word_features
 
-
-
-def ewt_dir(root=None):
-    """The shipped UD English EWT folder: `root`, else $TINYDGM_DATA, else data/ beside the package."""
-    return os.path.join(data_root(root), "ud_english_ewt")
+NAME = "loglinear"           # the name runs record in config.json (`tinydgm train pos-hmm` is the same command)
 
 
 # ---- corpus, model, scores ----------------------------------------------------------------------
-
-class Corpus:
-    """Sentences of one or more CoNLL-U files, with the vocabulary and integer-coded sentences."""
-
-    def __init__(self, paths):
-        self.paths = sorted(paths)
-        self.sentences = [s for p in self.paths for s in conllu(p)]
-        index = {}
-        self.ints = [np.array([index.setdefault(w, len(index)) for w in s.forms], dtype=np.int64)
-                     for s in self.sentences]
-        self.vocab = list(index)
-        self.forms = [w for s in self.sentences for w in s.forms]
-        self.xpos = [t for s in self.sentences for t in s.xpos]
-        self.upos = [t for s in self.sentences for t in s.upos]
-
-    def buckets(self):
-        return H.buckets(self.ints, len(self.vocab))
-
-
-def corpus_paths(data_dir):
-    """The .conllu(.gz) files of a directory."""
-    return sorted(glob.glob(os.path.join(data_dir, "*.conllu")) +
-                  glob.glob(os.path.join(data_dir, "*.conllu.gz")))
-
 
 def features(corpus, n_states, feature_set):
     """F = g(x) ⊗ e_z for the named feature set, and the feature names."""
     g, names = word_features(corpus.vocab, FEATURE_SETS[feature_set])
     return conjoin(g, n_states), names
-
-
-def tag(hmm, data):
-    """Posterior-argmax state of every token, in corpus order, and log p(data)."""
-    counts, states = H.e_step(hmm, data, decode=True)
-    return np.concatenate(states), counts.loglik
 
 
 def scores(pred, corpus):
@@ -72,12 +39,17 @@ def scores(pred, corpus):
 
 # ---- training: one EM iteration (or one round of direct L-BFGS) per epoch of `runs.fit` -------
 
-class Trainer:
-    """EM or direct-gradient training of an HMM, in the shape `tinydgm.runs.fit` drives."""
+def buckets(corpus):
+    """The corpus's integer sentences in padded, time-major buckets (what the E-step runs over)."""
+    return H.buckets(corpus.ints, len(corpus.vocab))
+
+
+class HMMTrainer:
+    """EM or direct-gradient training of an HMM, in the shape `runs.fit` drives."""
 
     def __init__(self, hmm, corpus, cfg):
         self.hmm, self.corpus, self.cfg = hmm, corpus, cfg
-        self.data = corpus.buckets()
+        self.data = buckets(corpus)
         self.n_tokens = len(corpus.forms)
         self.multinomial = cfg["features"] == "basic" and cfg["mode"] == "em"
         self.opt = None                                           # direct mode: L-BFGS and its memory
@@ -99,7 +71,7 @@ class Trainer:
                 "step_s": round(time.perf_counter() - t0, 3)}
 
     def validate(self):
-        pred, loglik = tag(self.hmm, self.data)
+        pred, loglik = H.decode(self.hmm, self.data)
         return {"loglik": loglik, "nll_per_token": -loglik / self.n_tokens, **scores(pred, self.corpus)}
 
     def state(self):
@@ -119,7 +91,7 @@ def add_train_arguments(p):
                         "+ suffixes 1-3, initial capital, digit, hyphen (default rich)")
     p.add_argument("--mode", choices=("em", "direct"), default="direct",
                    help="em: EM with an L-BFGS M-step; direct: L-BFGS on the marginal likelihood")
-    p.add_argument("--iterations", type=int,
+    p.add_argument("--iterations", "--epochs", type=int, dest="iterations",
                    help="EM iterations, or direct L-BFGS iterations (default 300 em basic, 100 em "
                         "rich, 200 direct)")
     p.add_argument("--kappa", type=float, help="L2 penalty κ‖w‖² (default 0 em basic, else 0.5)")
@@ -128,19 +100,13 @@ def add_train_arguments(p):
                    help="direct mode: L-BFGS iterations per epoch (a checkpoint after each)")
     p.add_argument("--init-scale", type=float,
                    help="s.d. of the random initial weights (default 0.1 em basic, else 0.01)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", help="folder of .conllu(.gz) files (default: the shipped UD English EWT)")
-    p.add_argument("--eval-every", type=int,
-                   help="score against gold tags every N epochs (default 10 em, 1 direct)")
-    p.add_argument("--out", help="run directory (default runs/loglinear-DATE-TIME)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run (its config is reused)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.run_options(p, NAME, device=False, limit=False, eval_every=None,
+                        eval_every_help="score against gold tags every N epochs (default 10 em, 1 direct)")
 
 
 def _config(args):
-    from tinydgm.cli import UserError
-    cfg = {k: v for k, v in vars(args).items() if k not in ("command", "_kind", "resume", "quiet")}
-    cfg["model"] = "loglinear"
+    cfg = options.config(args, NAME)
     plain = cfg["features"] == "basic" and cfg["mode"] == "em"
     if cfg["iterations"] is None:
         cfg["iterations"] = 300 if plain else 100 if cfg["mode"] == "em" else 200
@@ -150,29 +116,14 @@ def _config(args):
         cfg["init_scale"] = 0.1 if plain else 0.01
     if cfg["eval_every"] is None:
         cfg["eval_every"] = 10 if cfg["mode"] == "em" else 1
-    for key in ("states", "iterations", "mstep_iterations", "lbfgs_round", "eval_every"):
-        if cfg[key] < 1:
-            raise UserError(f"--{key.replace('_', '-')}: expected a positive integer, got {cfg[key]}")
+    options.positive(cfg, "states", "iterations", "mstep_iterations", "lbfgs_round", "eval_every")
     if cfg["kappa"] < 0:
         raise UserError(f"--kappa: expected a penalty >= 0, got {cfg['kappa']}")
     if plain and cfg["kappa"] > 0:
         raise UserError("--kappa: the plain HMM (--features basic --mode em) has a closed-form "
                         "M-step without a penalty; use --mode direct or --features rich")
     cfg["data"] = os.path.abspath(cfg["data"] or ewt_dir())
-    cfg["out"] = cfg["out"] or os.path.join("runs", time.strftime("loglinear-%Y%m%d-%H%M%S"))
     return cfg
-
-
-def load_corpus(data_dir):
-    """The Corpus of a folder's CoNLL-U files, or a UserError naming what is wrong."""
-    from tinydgm.cli import UserError
-    paths = corpus_paths(data_dir)
-    if not paths:
-        raise UserError(f"{data_dir}: no .conllu or .conllu.gz files (expected UD English EWT)")
-    try:
-        return Corpus(paths)
-    except ConlluError as e:
-        raise UserError(str(e)) from None
 
 
 def build(cfg, corpus):
@@ -188,19 +139,12 @@ def _epochs(cfg):
 
 
 def train(args):
-    from tinydgm.cli import UserError
-    try:
-        run = runs.Run.open(args.resume, model="loglinear") if args.resume else None
-    except runs.RunError as e:
-        raise UserError(str(e)) from None
+    run = runs.Run.open(args.resume, model=NAME) if args.resume else None
     cfg = run.config if run else _config(args)
     corpus = load_corpus(cfg["data"])
     if run is None:
-        try:
-            run = runs.Run.create(cfg["out"], cfg)
-        except runs.RunError as e:
-            raise UserError(str(e)) from None
-    trainer = Trainer(build(cfg, corpus), corpus, cfg)
+        run = runs.Run.create(cfg["out"], cfg)
+    trainer = HMMTrainer(build(cfg, corpus), corpus, cfg)
     summary = runs.fit(run, trainer, epochs=_epochs(cfg), eval_every=cfg["eval_every"],
                        monitor="loglik", mode="max", quiet=args.quiet)
     if summary["epochs"] > 0:
@@ -210,9 +154,8 @@ def train(args):
 
 def report(run, hmm, corpus, data):
     """Scores, the most frequent words of each state (top_words.json) and confusion-matrix PNGs."""
-    from tinydgm import plots
     t0 = time.perf_counter()
-    pred, loglik = tag(hmm, data)
+    pred, loglik = H.decode(hmm, data)
     estep_s = time.perf_counter() - t0
     out = {"loglik": loglik, "tag_s": round(estep_s, 3),
            **{k: round(v, 4) for k, v in scores(pred, corpus).items()}}
@@ -220,8 +163,8 @@ def report(run, hmm, corpus, data):
         json.dump(top_words(pred, corpus.forms), f, indent=1)
     if plots.available():
         for name, gold in (("xpos", corpus.xpos), ("upos", corpus.upos)):
-            plot_confusion(pred, gold, run.path(f"confusion_{name}.png"),
-                           f"p({name.upper()} | state), M-1 {out['m1_' + name]:.3f}")
+            plots.confusion(*contingency(pred, gold), run.path(f"confusion_{name}.png"),
+                            f"p({name.upper()} | state), M-1 {out['m1_' + name]:.3f}")
     return out
 
 
@@ -231,12 +174,8 @@ def add_eval_arguments(p):
 
 
 def evaluate(args):
-    from tinydgm.cli import UserError
-    try:
-        run = runs.Run.open(args.run_dir, model="loglinear")
-        state, _ = runs.load_state(run.path(args.checkpoint))
-    except (runs.RunError, checkpoint.CheckpointError) as e:
-        raise UserError(str(e)) from None
+    run = runs.Run.open(args.run_dir, model=NAME)
+    state, _ = checkpoint.load_state(run.path(args.checkpoint))
     cfg = run.config
     corpus = load_corpus(args.data or cfg["data"])
     hmm = build(cfg, corpus)
@@ -244,6 +183,6 @@ def evaluate(args):
         raise UserError(f"{run.path(args.checkpoint)}.npz: {state['w'].shape[0]} emission weights; "
                         f"the corpus and features give {hmm.w.shape[0]} (another --data?)")
     hmm = H.HMM(state["start"], state["trans"], state["w"], hmm.F)
-    out = {"run": run.dir, "checkpoint": args.checkpoint, **report(run, hmm, corpus, corpus.buckets())}
+    out = {"run": run.dir, "checkpoint": args.checkpoint, **report(run, hmm, corpus, buckets(corpus))}
     print(json.dumps(out), flush=True)
     return 0

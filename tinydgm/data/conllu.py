@@ -8,15 +8,13 @@ import gzip
 import re
 from collections import namedtuple
 
+from tinydgm.errors import ConlluError
+
 Sentence = namedtuple("Sentence", ["forms", "upos", "xpos"])
 
 WORD_ID = re.compile(r"[1-9][0-9]*$")
 RANGE_ID = re.compile(r"[1-9][0-9]*-[1-9][0-9]*$")
 EMPTY_ID = re.compile(r"[0-9]+\.[1-9][0-9]*$")
-
-
-class ConlluError(ValueError):
-    """A line of a CoNLL-U file that does not follow the format: names the file and line."""
 
 
 def _open(path):

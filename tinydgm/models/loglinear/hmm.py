@@ -20,9 +20,9 @@ from scipy.special import logsumexp
 
 import tinydgm as td
 
-from tinydgm.lbfgs import LBFGS
-from tinydgm.models.loglinear import (feature_gradient, log_conditional, m_step_weights,
-                                      multinomial_m_step)
+from tinydgm.models.loglinear.by_hand import feature_gradient, m_step_weights, multinomial_m_step
+from tinydgm.models.loglinear.categorical import log_conditional
+from tinydgm.models.loglinear.lbfgs import LBFGS
 
 
 # ---- data: sentences in buckets of similar length -------------------------------------------
@@ -129,26 +129,32 @@ def forward_backward(start, trans, emit, bk):
 Counts = namedtuple("Counts", ["loglik", "start", "trans", "emit"])
 
 
-def e_step(hmm, data, decode=False):
-    """Expected counts over all buckets: start (K,), trans (K, K), emit (|X|, K), and log p(data).
-
-    With decode=True also returns each sentence's posterior-argmax states, in corpus order."""
-    K = hmm.n_states
+def posteriors(hmm, data):
+    """(bucket, Posteriors) for each bucket of `data`, by forward-backward."""
     emit = emission_table(hmm.log_emission())
-    counts = Counts(0.0, np.zeros(K), np.zeros((K, K)), np.zeros((emit[0].shape[0], K)))
-    states = {}
-    for bk in data:
-        post = forward_backward(hmm.start, hmm.trans, emit, bk)
+    return ((bk, forward_backward(hmm.start, hmm.trans, emit, bk)) for bk in data)
+
+
+def e_step(hmm, data):
+    """Expected counts over all buckets: start (K,), trans (K, K), emit (|X|, K), and log p(data)."""
+    K, n_words = hmm.n_states, hmm.F.shape[0] // hmm.n_states
+    counts = Counts(0.0, np.zeros(K), np.zeros((K, K)), np.zeros((n_words, K)))
+    for bk, post in posteriors(hmm, data):
         counts = Counts(counts.loglik + post.loglik.sum(), counts.start + post.start,
                         counts.trans + post.trans,
                         counts.emit + bk.tokens @ post.gamma.reshape(-1, K))
-        if decode:
-            best = post.gamma.argmax(axis=2)
-            for b, i in enumerate(bk.index):
-                states[i] = best[:int(bk.mask[:, b].sum()), b]
-    if decode:
-        return counts, [states[i] for i in sorted(states)]
     return counts
+
+
+def decode(hmm, data):
+    """Each token's posterior-argmax state, the sentences in corpus order, and log p(data)."""
+    states, loglik = {}, 0.0
+    for bk, post in posteriors(hmm, data):
+        loglik += post.loglik.sum()
+        best = post.gamma.argmax(axis=2)
+        for b, i in enumerate(bk.index):
+            states[i] = best[:int(bk.mask[:, b].sum()), b]
+    return np.concatenate([states[i] for i in sorted(states)]), loglik
 
 
 def marginal_log_likelihood(hmm, data):

@@ -12,10 +12,14 @@ One stochastic layer, tanh MLPs, as on the slides:
 `params` is a dict of arrays named W1, b1, ..., W6, b6 (PARAM_NAMES order), each W of shape
 (n_in, n_out) so that a layer is `x @ W + b`.  The decoder is differentiated by backprop through
 the Bernoulli likelihood, the encoder through the reparameterisation and the analytic KL.
-Buffers are reused between calls through the `work` dict, so a training step allocates nothing
-large after the first.  This is the floor of `scripts/bench.py engine|vae`.
+Buffers are reused between calls through the `work` dict.  `train_step` updates the arrays with
+the engine's own Adam (`adam(params)`), so that `scripts/bench.py engine|vae` compare the gradients
+alone.  The stable formulas (softplus, sigmoid) are `tinydgm.numerics`'.
 """
 import numpy as np
+
+from tinydgm import numerics, optim
+from tinydgm.tensor import Tensor
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4", "W5", "b5", "W6", "b6")
 
@@ -94,21 +98,13 @@ def loss_and_grads(params, x, eps, grads=None, work=None):
     g1 = np.tanh(_linear(work, "g1", z, params["W4"], params["b4"]), out=work["g1"])
     g2 = np.tanh(_linear(work, "g2", g1, params["W5"], params["b5"]), out=work["g2"])
     logits = _linear(work, "l", g2, params["W6"], params["b6"])
-    e = np.abs(logits, out=_buf(work, "e", logits.shape, dt))
-    np.negative(e, out=e)
-    np.exp(e, out=e)                                                      # e = exp(-|l|)
-    t = np.log1p(e, out=_buf(work, "t", logits.shape, dt))
-    t += np.maximum(logits, 0.0, out=_buf(work, "t2", logits.shape, dt))  # softplus(l) = max(l,0) + log1p(e)
-    np.multiply(x, logits, out=work["t2"])
-    nll = float(t.sum(dtype=np.float64) - work["t2"].sum(dtype=np.float64))  # sum softplus(l) - x l
+    log_px = numerics.bernoulli_log_prob(np, logits, x)                  # x l - softplus(l)
+    nll = -float(log_px.sum(dtype=np.float64))
     kl = 0.5 * float(np.sum(mu * mu + var - logvar - 1.0, dtype=np.float64))  # small: B x z_dim
     loss = (nll + kl) / B
 
     # ---- backward: decoder, through the Bernoulli likelihood
-    dl = np.multiply(logits, 0.5, out=_buf(work, "dl", logits.shape, dt))
-    np.tanh(dl, out=dl)
-    dl *= 0.5
-    dl += 0.5                                                             # sigmoid(l) = (1 + tanh(l/2)) / 2
+    dl = numerics.sigmoid(np, logits)
     dl -= x                                                               # d[-log p(x|z)]/dl = sigmoid(l) - x
     dl *= 1.0 / B                                                         # mean over the batch
     dg2 = _backward_linear(work, grads, 6, g2, dl, "dg2")
@@ -136,38 +132,15 @@ def loss_and_grads(params, x, eps, grads=None, work=None):
     return loss, grads
 
 
-class Adam:
-    """Adam (Kingma & Ba 2015, Alg. 1) updating plain arrays in place."""
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
-        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
-        self.m = {n: np.zeros_like(p) for n, p in params.items()}
-        self.v = {n: np.zeros_like(p) for n, p in params.items()}
-        self.tmp = {n: np.empty_like(p) for n, p in params.items()}
-
-    def step(self, grads):
-        self.t += 1
-        b1, b2 = self.betas
-        step = self.lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)  # bias corrections folded in
-        eps = self.eps * np.sqrt(1 - b2 ** self.t)
-        for n, p in self.params.items():
-            g, m, v, tmp = grads[n], self.m[n], self.v[n], self.tmp[n]
-            m *= b1
-            np.multiply(g, 1 - b1, out=tmp)
-            m += tmp                                                       # m = b1 m + (1-b1) g
-            v *= b2
-            np.multiply(g, g, out=tmp)
-            tmp *= 1 - b2
-            v += tmp                                                       # v = b2 v + (1-b2) g^2
-            np.sqrt(v, out=tmp)
-            tmp += eps
-            np.divide(m, tmp, out=tmp)
-            tmp *= step
-            p -= tmp                                                       # p -= lr m_hat / (sqrt(v_hat) + eps)
+def adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    """The engine's Adam (`tinydgm.optim.Adam`) over the arrays of `params`, stepping them in place."""
+    return optim.Adam([Tensor(p) for p in params.values()], lr=lr, betas=betas, eps=eps)
 
 
 def train_step(params, opt, x, eps, grads=None, work=None):
-    """One Adam step on the mean -ELBO; returns the loss before the step."""
+    """One step of `opt = adam(params)` on the mean -ELBO; returns the loss before the step."""
     loss, grads = loss_and_grads(params, x, eps, grads, work)
-    opt.step(grads)
+    for leaf, name in zip(opt.params, params):
+        leaf.grad = grads[name]
+    opt.step()
     return loss

@@ -63,24 +63,3 @@ def top_words(pred, words, k=10):
         order = np.argsort(-c, kind="stable")[:k]
         out[int(s)] = [(str(w[i]), int(c[i])) for i in order]
     return out
-
-
-def plot_confusion(pred, gold, path, title=""):
-    """Save the state-by-tag table as a PNG, each state's row normalised, states ordered by their tag."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    n, states, tags = contingency(pred, gold)
-    rows = n / n.sum(axis=1, keepdims=True)
-    order = np.lexsort((-rows.max(axis=1), rows.argmax(axis=1)))   # group states by their best tag
-    fig, ax = plt.subplots(figsize=(0.22 * len(tags) + 3, 0.18 * len(states) + 2))
-    ax.imshow(rows[order], aspect="auto", cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(tags)), [str(t) for t in tags], rotation=90, fontsize=6)
-    ax.set_yticks(range(len(states)), [str(s) for s in states[order]], fontsize=5)
-    ax.set_xlabel("gold tag")
-    ax.set_ylabel("induced state")
-    ax.set_title(title or "p(gold tag | induced state)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

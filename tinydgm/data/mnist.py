@@ -1,4 +1,4 @@
-"""Loaders for the data sets shipped in `data/`.
+"""Binarized MNIST, as shipped in `data/binarized_mnist/`, and where the data folder is.
 
 `binarized_mnist(split)` reads the statically binarized MNIST of Larochelle & Murray (2011),
 split 50,000 / 10,000 / 10,000, as float32 arrays of shape (N, 784) with values in {0, 1}.
@@ -12,12 +12,10 @@ import zlib
 
 import numpy as np
 
+from tinydgm.errors import DataError
+
 MNIST_SPLITS = {"train": 50000, "valid": 10000, "test": 10000}
 MNIST_DIM = 784
-
-
-class DataError(ValueError):
-    """A data file is missing or not in the expected format."""
 
 
 def data_root(root=None):
@@ -26,7 +24,7 @@ def data_root(root=None):
         return os.fspath(root)
     if os.environ.get("TINYDGM_DATA"):
         return os.environ["TINYDGM_DATA"]
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 
 
 def read_gzip(path):
@@ -89,9 +87,3 @@ def parse_amat_slow(raw, path, dim):
     if not rows:
         raise DataError(f"{path}: no data rows; expected lines of {dim} values in {{0, 1}}")
     return np.array(rows, dtype=np.float32)
-
-
-try:                                                    # written alongside: UD CoNLL-U reader
-    from tinydgm.conllu import conllu  # noqa: F401,E402
-except ImportError:
-    pass

@@ -1,0 +1,198 @@
+"""`tinydgm train vae`, and `eval`/`sample` of its runs: the VAE of `tinydgm.models.vae` on binarized MNIST.
+
+    tinydgm train vae                            20 epochs, batch 100, constant lr: samples.png
+    tinydgm train vae --minutes 30               the budgeted recipe: lr 1e-3 for 25% of the time,
+                                                 then decayed 100-fold; best epoch by validation ELBO
+    tinydgm train vae --schedule burda           Burda et al. 2016, App. D (3280 epochs, batch 20)
+    tinydgm eval RUN --k 5000                    test NLL as -L_5000 over all 10,000 test images
+"""
+import json
+import math
+
+import numpy as np
+
+import tinydgm as td
+from tinydgm import backend, checkpoint, nn, plots
+from tinydgm.data import binarized_mnist
+from tinydgm.distributions import kl_standard_normal
+from tinydgm.errors import UserError
+from tinydgm.experiments import evaluation, options, runs
+from tinydgm.metrics import active_units, mean_bound
+from tinydgm.models.vae import VAE
+from tinydgm.optim import learning_rate
+
+NAME = "vae"
+
+
+# ---------------------------------------------------------------- the trainer plugged into runs.fit
+
+class VAETrainer:
+    """One epoch of Adam on -ELBO (or -L_k), validation ELBO, and the state to resume from."""
+
+    def __init__(self, model, opt, train_x, valid_x, cfg, rng):
+        self.model, self.opt, self.cfg, self.rng = model, opt, cfg, rng
+        self.x, self.valid_x = train_x, valid_x
+        self.draw = backend.device_rng(rng)
+
+    def objective(self, x):
+        if self.cfg["objective"] == "iwae":
+            return self.model.iwae_bound(x, self.cfg["k"], rng=self.draw)
+        return self.model.elbo(x, rng=self.draw)
+
+    def train_epoch(self, epoch, progress):
+        self.opt.lr = learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
+        n, b = len(self.x), self.cfg["batch_size"]
+        perm, total = backend.asarray(self.rng.permutation(n)), 0.0
+        for i in range(0, n, b):
+            x = self.x[perm[i:i + b]]
+            loss = -td.mean(self.objective(x))
+            value = loss.item()
+            if not math.isfinite(value):
+                raise runs.NonFinite(value)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            total += value * len(x)
+        return {"loss": total / n, "lr": self.opt.lr}
+
+    def validate(self):
+        return {"valid_elbo": mean_elbo(self.model, self.valid_x, rng=np.random.default_rng(0))}
+
+    def state(self):
+        return {"params": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "rng": runs.rng_state(self.rng)}
+
+    def load_state(self, state):
+        self.model.load_state_dict(state["params"])
+        self.opt.load_state_dict(state["opt"])
+        runs.set_rng_state(self.rng, state["rng"])
+
+
+def mean_elbo(model, x, rng, batch_size=1000):
+    """The ELBO averaged over the rows of x (one z per image)."""
+    draw = backend.device_rng(rng)
+    return mean_bound(lambda xb: model.elbo(xb, rng=draw), x, batch_size)
+
+
+# ---------------------------------------------------------------- tinydgm train vae
+
+def add_train_arguments(p):
+    options.budget_options(p, "epochs (default 20; 3280 with --schedule burda; unlimited with --minutes)",
+                           schedule_help=" (default otherwise); burda: Burda et al. 2016 App. D "
+                                         "(lr 1e-3*10^(-i/7) for 3^i epochs). Default: anneal with --minutes")
+    p.add_argument("--batch-size", type=int, help="images per step (default 100; 20 with --schedule burda)")
+    p.add_argument("--adam-eps", type=float, help="Adam epsilon (default 1e-8; 1e-4 with --schedule burda)")
+    p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
+    p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
+    p.add_argument("--z-dim", type=int, default=50)
+    p.add_argument("--hidden", default="200,200", help="hidden layer sizes, e.g. 200,200")
+    p.add_argument("--activation", default="tanh", choices=sorted(nn.ACTIVATIONS))
+    options.run_options(p, NAME)
+
+
+def _config(args):
+    cfg = options.config(args, NAME)
+    cfg["schedule"] = cfg["schedule"] or ("anneal" if cfg["minutes"] else "constant")
+    burda = cfg["schedule"] == "burda"
+    if cfg["epochs"] is None and cfg["minutes"] is None:
+        cfg["epochs"] = 3280 if burda else 20
+    cfg["batch_size"] = cfg["batch_size"] or (20 if burda else 100)
+    cfg["adam_eps"] = cfg["adam_eps"] or (1e-4 if burda else 1e-8)
+    cfg["hidden"] = options.sizes(cfg["hidden"], "--hidden")
+    options.positive(cfg, "batch_size", "z_dim", "k", "eval_every")
+    return cfg
+
+
+def build(cfg):
+    """The model and its optimiser from a run's config."""
+    model = VAE(784, cfg["hidden"], cfg["z_dim"], cfg["activation"], rng=np.random.default_rng(cfg["seed"]))
+    opt = td.optim.Adam(model.parameters(), lr=cfg["lr"], eps=cfg["adam_eps"])
+    return model, opt
+
+
+def train(args):
+    if args.resume:
+        run = runs.Run.open(args.resume, model=NAME)
+        cfg = run.config
+    else:
+        cfg = _config(args)
+    options.use_device(cfg["device"])
+    train_x, valid_x = (backend.asarray(binarized_mnist(s)[: cfg.get("limit")]) for s in ("train", "valid"))
+    if not args.resume:
+        run = runs.Run.create(cfg["out"], cfg)
+    model, opt = build(cfg)
+    trainer = VAETrainer(model, opt, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
+    summary = runs.fit(run, trainer, epochs=cfg["epochs"], minutes=cfg["minutes"],
+                       eval_every=cfg["eval_every"], monitor="valid_elbo", mode="max", quiet=args.quiet,
+                       clock="cpu" if cfg.get("cpu_minutes") else "wall")
+    if summary["epochs"] > 0:
+        summary["figures"] = figures(run, cfg)
+    return run.finish(summary)
+
+
+def load(run_dir, which="best"):
+    """(model, run) from a run directory's `best` or `last` checkpoint."""
+    run = runs.Run.open(run_dir, model=NAME)
+    model, _ = build(run.config)
+    state, _ = checkpoint.load_state(run.path(which))
+    model.load_state_dict(state["params"])
+    return model, run
+
+
+def figures(run, cfg, n=100):
+    """samples.png, reconstructions.png, curves.png (and manifold.png for a 2-d z) from the best checkpoint."""
+    if not plots.available():
+        return []
+    model, _ = load(run.dir, "best")
+    rng = np.random.default_rng(cfg["seed"])
+    with td.no_grad():
+        means = backend.to_numpy(model.decode(model.prior_sample(n, rng)).probs.data)
+    test = binarized_mnist("test")
+    x = test[np.sort(rng.choice(len(test), 50, replace=False))]    # the test set is sorted by digit
+    out = [plots.image_grid(means, run.path("samples.png"), title="samples: mean of p(x|z), z ~ N(0, I)"),
+           plots.reconstructions(x, backend.to_numpy(model.reconstruct(td.tensor(x)).data), run.path("reconstructions.png")),
+           plots.learning_curves(run.metrics(), run.path("curves.png"))]
+    if cfg["z_dim"] == 2:
+        decode = lambda z: backend.to_numpy(model.decode(td.tensor(z.astype(np.float32))).probs.data)  # noqa: E731
+        out.append(plots.latent_manifold(decode, run.path("manifold.png")))
+    return out
+
+
+# ---------------------------------------------------------------- tinydgm eval / sample
+
+def add_eval_arguments(p):
+    options.eval_options(p)
+
+
+def evaluate(args):
+    """Test NLL as -L_k over the split (or a shard), plus ELBO, KL and active units; writes eval-*.json."""
+    evaluation.check(args)
+    options.use_device(args.device)
+    model, run = load(args.run_dir, args.checkpoint)
+
+    def per_image(x, seed):
+        with td.no_grad():
+            kl = float(td.sum(kl_standard_normal(model.encode(x)), axis=-1).data.mean())
+        return {"elbo": mean_elbo(model, x, rng=np.random.default_rng(seed)), "kl": kl}
+
+    def whole(x, seed, shard):
+        with td.no_grad():
+            return {"active_units": active_units(model.encode(x).loc.data)}
+
+    evaluation.evaluate(evaluation.Evaluation(model, run, binarized_mnist, per_image, whole), args)
+
+
+def add_sample_arguments(p):
+    p.add_argument("--n", type=int, default=100, help="how many samples (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG file (default RUN/samples-SEED.png)")
+
+
+def sample(args):
+    model, run = load(args.run_dir)
+    if not plots.available():
+        raise UserError("sample: writing a PNG needs matplotlib (pip install 'tinydgm[plot]')")
+    with td.no_grad():
+        means = backend.to_numpy(model.decode(model.prior_sample(args.n, np.random.default_rng(args.seed))).probs.data)
+    path = plots.image_grid(means, args.out or run.path(f"samples-{args.seed}.png"))
+    print(json.dumps({"run": run.dir, "samples": path, "n": args.n}))

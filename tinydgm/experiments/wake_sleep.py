@@ -1,0 +1,206 @@
+"""`tinydgm train wake-sleep`, and `eval`/`sample` of its runs: the Helmholtz machine of
+`tinydgm.models.wake_sleep` on binarized MNIST, trained by wake-sleep or reweighted wake-sleep.
+
+    tinydgm train wake-sleep --layers 200 --minutes 30                 SBN 200, wake-sleep
+    tinydgm train wake-sleep --layers 200,200 --reweighted --k 5       reweighted wake-sleep, K = 5
+    tinydgm eval RUN --k 5000                                          test NLL as -L_5000, q the proposal
+"""
+import json
+import math
+
+import numpy as np
+
+import tinydgm as td
+from tinydgm import backend, checkpoint, plots
+from tinydgm.data import binarized_mnist
+from tinydgm.errors import UserError
+from tinydgm.experiments import evaluation, options, runs
+from tinydgm.metrics import mean_bound
+from tinydgm.models.wake_sleep import HelmholtzMachine, reweighted_step, wake_sleep_step
+from tinydgm.models.wake_sleep.model import UPDATES
+from tinydgm.optim import learning_rate
+
+NAME = "wake-sleep"
+
+
+# ---------------------------------------------------------------- the trainer plugged into runs.fit
+
+class WakeSleepTrainer:
+    """One epoch of (reweighted) wake-sleep with Adam on θ and on λ; validation L_k; resumable state."""
+
+    def __init__(self, model, opt_p, opt_q, train_x, valid_x, cfg, rng):
+        self.model, self.opt_p, self.opt_q = model, opt_p, opt_q
+        self.x, self.valid_x, self.cfg, self.rng = train_x, valid_x, cfg, rng
+        self.draw = backend.device_rng(rng)
+
+    def train_epoch(self, epoch, progress):
+        lr = learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
+        self.opt_p.lr = self.opt_q.lr = lr
+        n, b, cfg = len(self.x), self.cfg["batch_size"], self.cfg
+        perm, sums = backend.asarray(self.rng.permutation(n)), {}
+        for i in range(0, n, b):
+            x = self.x[perm[i:i + b]]
+            if cfg["reweighted"]:
+                out = reweighted_step(self.model, x, self.opt_p, self.opt_q, self.draw, cfg["k"], cfg["updates"])
+            else:
+                out = wake_sleep_step(self.model, x, self.opt_p, self.opt_q, self.draw)
+            for key, v in out.items():
+                if not math.isfinite(v):
+                    raise runs.NonFinite(f"{key} = {v}")
+                sums[key] = sums.get(key, 0.0) + v * len(x)
+        means = {key: v / n for key, v in sums.items()}
+        # loss: -L_k of the training batches (RWS), or -E_q log p(x, h) (wake-sleep: the wake objective)
+        loss = -means.pop("bound") if "bound" in means else -means["wake"]
+        return {"loss": loss, **{f"train_{key}": v for key, v in means.items()}, "lr": lr}
+
+    def validate(self):
+        k = self.cfg["valid_k"]
+        return {"valid_bound": mean_iwae_bound(self.model, self.valid_x, k, np.random.default_rng(0)),
+                "valid_k": k}
+
+    def state(self):
+        return {"params": self.model.state_dict(), "opt_p": self.opt_p.state_dict(),
+                "opt_q": self.opt_q.state_dict(), "rng": runs.rng_state(self.rng)}
+
+    def load_state(self, state):
+        self.model.load_state_dict(state["params"])
+        self.opt_p.load_state_dict(state["opt_p"])
+        self.opt_q.load_state_dict(state["opt_q"])
+        runs.set_rng_state(self.rng, state["rng"])
+
+
+def mean_iwae_bound(model, x, k, rng, rows=20000):
+    """L_k averaged over the rows of x, in batches of about `rows` samples."""
+    draw = backend.device_rng(rng)
+    return mean_bound(lambda xb: model.iwae_bound(xb, k, draw), x, max(1, rows // k))
+
+
+# ---------------------------------------------------------------- tinydgm train wake-sleep
+
+def add_train_arguments(p):
+    p.add_argument("--layers", default="200,200", help="hidden layer sizes, bottom to top (default 200,200)")
+    p.add_argument("--reweighted", action="store_true", help="reweighted wake-sleep (Bornschein & Bengio 2015)")
+    p.add_argument("--k", type=int, default=5, help="samples from q per image for --reweighted (default 5)")
+    p.add_argument("--updates", default="p,q-wake,sleep",
+                   help="for --reweighted: which of p,q-wake,sleep to apply (default all three)")
+    options.budget_options(p, "epochs (default 100; unlimited with --minutes)", schedule="anneal",
+                           schedule_help="; burda: Burda et al. 2016 App. D (default anneal)")
+    p.add_argument("--batch-size", type=int, default=25, help="images per step (default 25)")
+    p.add_argument("--valid-k", type=int, default=10, help="samples for the validation bound L_k (default 10)")
+    options.run_options(p, NAME)
+
+
+def _config(args):
+    cfg = options.config(args, NAME)
+    if cfg["epochs"] is None and cfg["minutes"] is None:
+        cfg["epochs"] = 100
+    cfg["layers"] = options.sizes(cfg["layers"], "--layers")
+    cfg["updates"] = [u.strip() for u in str(cfg["updates"]).split(",") if u.strip()]
+    if not cfg["updates"] or set(cfg["updates"]) - set(UPDATES):
+        raise UserError(f"--updates: expected some of {','.join(UPDATES)}, got {','.join(cfg['updates'])!r}")
+    options.positive(cfg, "batch_size", "k", "valid_k", "eval_every", "epochs")
+    if not cfg["reweighted"]:
+        cfg["k"], cfg["updates"] = 1, ["p", "sleep"]
+    return cfg
+
+
+def build(cfg):
+    """The machine and its two optimisers (θ, λ) from a run's config."""
+    model = HelmholtzMachine([784, *cfg["layers"]], rng=np.random.default_rng(cfg["seed"]))
+    opt_p = td.optim.Adam(model.generative_parameters(), lr=cfg["lr"])
+    opt_q = td.optim.Adam(model.recognition_parameters(), lr=cfg["lr"])
+    return model, opt_p, opt_q
+
+
+def train(args):
+    if args.resume:
+        run = runs.Run.open(args.resume, model=NAME)
+        cfg = run.config
+    else:
+        cfg = _config(args)
+    options.use_device(cfg["device"])
+    train_np = binarized_mnist("train")[:cfg.get("limit")]
+    train_x, valid_x = backend.asarray(train_np), backend.asarray(binarized_mnist("valid")[:cfg.get("limit")])
+    if not args.resume:
+        run = runs.Run.create(cfg["out"], cfg)
+    model, opt_p, opt_q = build(cfg)
+    model.init_visible_bias(train_np)
+    trainer = WakeSleepTrainer(model, opt_p, opt_q, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
+    summary = runs.fit(run, trainer, epochs=cfg["epochs"], minutes=cfg["minutes"], eval_every=cfg["eval_every"],
+                       monitor="valid_bound", mode="max", quiet=args.quiet,
+                       clock="cpu" if cfg.get("cpu_minutes") else "wall")
+    if summary["epochs"] > 0:
+        summary["figures"] = figures(run, cfg)
+    return run.finish(summary)
+
+
+def load(run_dir, which="best"):
+    """(model, run) from a run directory's `best` or `last` checkpoint."""
+    run = runs.Run.open(run_dir, model=NAME)
+    model, _, _ = build(run.config)
+    state, _ = checkpoint.load_state(run.path(which))
+    model.load_state_dict(state["params"])
+    return model, run
+
+
+def figures(run, cfg, n=100):
+    """dreams.png, activations.png, curves.png from the best checkpoint."""
+    if not plots.available():
+        return []
+    model, _ = load(run.dir, "best")
+    rng = np.random.default_rng(cfg["seed"])
+    x = binarized_mnist("test")
+    x = x[rng.permutation(len(x))[:1000]]                  # the test file is ordered by digit
+    draw = backend.device_rng(rng)                         # draws on the model's device
+    dreams = backend.to_numpy(model.dream_means(n, draw))
+    hq = model.sample_q(backend.asarray(x), draw)
+    _, hp = model.dream(len(x), draw)
+    return [plots.side_by_side(x, dreams, run.path("dreams.png"), ("data", "dreams: mean of p(x|h̃₁), h̃ ~ p")),
+            plots.activations([backend.to_numpy(h).mean(0) for h in hq], [backend.to_numpy(h).mean(0) for h in hp],
+                              run.path("activations.png")),
+            plots.learning_curves([{**r, "-valid_bound": -r["valid_bound"]} if "valid_bound" in r else r
+                                   for r in run.metrics()], run.path("curves.png"), keys=("loss", "-valid_bound"))]
+
+
+# ---------------------------------------------------------------- tinydgm eval / sample
+
+def add_eval_arguments(p):
+    options.eval_options(p)
+
+
+def evaluate(args):
+    """NLL = -L_k, q the proposal, over the split or a shard of it, plus L_1 there and on train; writes eval-*.json."""
+    evaluation.check(args)
+    options.use_device(args.device)
+    model, run = load(args.run_dir, args.checkpoint)
+
+    def per_image(x, seed):
+        return {"elbo": mean_iwae_bound(model, x, 1, np.random.default_rng(seed))}
+
+    def whole(x, seed, shard):                                 # once, in --combine, for shards
+        train = None if shard else mean_iwae_bound(model, backend.asarray(binarized_mnist("train")), 1,
+                                                   np.random.default_rng(seed))
+        return {"train_elbo": train}
+
+    def nll_options(k):
+        # about 1000 samples per call: the arrays stay in cache (a third faster than 10,000 here)
+        chunk = max(d for d in range(1, min(k, 500) + 1) if k % d == 0)
+        return {"chunk": chunk, "batch_size": max(1, 1000 // chunk)}
+
+    evaluation.evaluate(evaluation.Evaluation(model, run, binarized_mnist, per_image, whole, nll_options), args)
+
+
+def add_sample_arguments(p):
+    p.add_argument("--n", type=int, default=100, help="how many dreams (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG file (default RUN/dreams-SEED.png)")
+
+
+def sample(args):
+    """Dreams: the means of p(x|h̃_1) for h̃ ~ p, as a PNG grid."""
+    model, run = load(args.run_dir)
+    if not plots.available():
+        raise UserError("sample: writing a PNG needs matplotlib (pip install 'tinydgm[plot]')")
+    means = backend.to_numpy(model.dream_means(args.n, backend.device_rng(np.random.default_rng(args.seed))))
+    path = plots.image_grid(means, args.out or run.path(f"dreams-{args.seed}.png"), title="dreams: mean of p(x|h̃₁)")
+    print(json.dumps({"run": run.dir, "dreams": path, "n": args.n}))

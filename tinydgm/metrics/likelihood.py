@@ -1,0 +1,52 @@
+"""Likelihood metrics: a bound averaged over a data set, the importance-weighted NLL (Burda et al. 2016)
+and active units (Burda et al. 2016, sec. 5.2)."""
+import numpy as np
+from tqdm import tqdm
+
+import tinydgm as td
+from tinydgm import backend, numerics
+
+
+def mean_bound(bound, x, batch_size, bar=None):
+    """The mean over the rows of x of `bound(x_batch)` (per-example values), in batches, without a graph."""
+    total = 0.0
+    with td.no_grad():
+        for i in range(0, len(x), batch_size):
+            values = bound(x[i:i + batch_size])
+            total += float(backend.to_numpy(values).astype(np.float64).sum())
+            if bar is not None:
+                bar.update(len(values))
+    return total / len(x)
+
+
+def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=True):
+    """-L_k averaged over the rows of x, in nats: the test NLL of a model with an `iwae_bound`.
+
+    Works for any model with `iwae_bound(x, k, rng=rng)` returning per-example bounds.  The k
+    samples are drawn in equal chunks and combined exactly:  L_k = logsumexp_c L_chunk^(c) - log C,
+    so memory stays bounded (about batch_size * chunk rows at a time) for any k.
+    """
+    x = x.data if isinstance(x, td.Tensor) else x
+    rng = np.random.default_rng(0) if rng is None else rng
+    chunk = chunk or _divisor(k, 1000)
+    batch_size = batch_size or max(1, 10000 // chunk)
+    draw = backend.device_rng(rng)
+
+    def bound(xb):                                                  # log mean_c exp(L_chunk^(c))
+        parts = np.stack([backend.to_numpy(model.iwae_bound(xb, chunk, rng=draw).data)
+                          for _ in range(k // chunk)]).astype(np.float64)
+        return numerics.log_mean_exp(np, parts, axis=0)
+
+    with tqdm(total=len(x), unit="image", disable=not progress, desc=f"L_{k}") as bar:
+        return -mean_bound(bound, x, batch_size, bar)
+
+
+def _divisor(k, most):
+    """The largest divisor of k that is at most `most`."""
+    return max(d for d in range(1, min(k, most) + 1) if k % d == 0)
+
+
+def active_units(mean, threshold=0.01):
+    """How many latent units have Cov_x(E_q[z_i|x]) > threshold (`mean`: E_q[z|x], one row per x)."""
+    mu = backend.to_numpy(mean.data if isinstance(mean, td.Tensor) else mean).astype(np.float64)
+    return int((mu.var(axis=0) > threshold).sum())

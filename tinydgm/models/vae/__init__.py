@@ -1,0 +1,4 @@
+"""The variational autoencoder: `model.py` (densities, ELBO, IWAE bound), `by_hand.py` (its gradient by hand)."""
+from tinydgm.models.vae.model import VAE
+
+__all__ = ["VAE"]

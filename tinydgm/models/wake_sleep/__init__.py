@@ -1,0 +1,5 @@
+"""Wake-sleep and reweighted wake-sleep: `model.py` (the Helmholtz machine, the two phases, the steps),
+`by_hand.py` (the delta rule), `exact.py` (enumeration of small machines)."""
+from tinydgm.models.wake_sleep.model import HelmholtzMachine, reweighted_step, wake_sleep_step
+
+__all__ = ["HelmholtzMachine", "wake_sleep_step", "reweighted_step"]

@@ -1,0 +1,89 @@
+"""The wake-sleep gradients by hand: the delta rule of Hinton, Dayan, Frey & Neal 1995.
+
+For one sigmoid layer p(s | t) = Π_i Bernoulli(s_i; σ(t W + b)_i), on arrays, with no engine:
+
+    ∂/∂W log p(s | t) = tᵀ (s − σ(t W + b)),    ∂/∂b log p(s | t) = s − σ(t W + b)
+
+(sample − predicted probability) × input, local to each layer.  The wake phase applies it to the
+generative layers on h ~ q(h|x), the sleep phase to the recognition layers on dreams, and
+reweighted wake-sleep weights each of k samples by ω_k.  `tests/models/test_wake_sleep.py`
+checks that these equal the engine's gradients; the by-hand step uses the same optimisers.
+"""
+from tinydgm import backend, numerics
+from tinydgm.models.wake_sleep.model import affine, log_bernoulli_sum
+
+
+# =============================================================================================
+# The delta rule, by hand (Hinton et al. 1995: Δw_ji = ε s_i (s_j − p_j), local to each layer)
+# =============================================================================================
+
+def delta_rule(inputs, outputs, weight, bias, scale):
+    """(ΔW, Δb, value) of Σ_n c_n log p(outputs_n | inputs_n), one sigmoid layer p = σ(inputs W + b), c = `scale`."""
+    # ΔW = inputsᵀ c (outputs − p),  Δb = Σ_n c (outputs − p);  c: a number or per-row weights
+    logits = affine(inputs, weight, bias)
+    value = float((log_bernoulli_sum(logits, outputs) * _rows(scale)).sum())
+    delta = outputs - numerics.sigmoid(backend.get_array_module(logits), logits)                             # sample − predicted probability
+    delta *= scale
+    if delta.ndim > inputs.ndim:                                 # inputs shared by k samples: sum them first
+        delta = delta.sum(axis=tuple(range(delta.ndim - inputs.ndim)))
+    inputs, delta = inputs.reshape(-1, inputs.shape[-1]), delta.reshape(-1, delta.shape[-1])
+    return inputs.T @ delta, delta.sum(0), value
+
+
+def _scale(x, omega):
+    n = x.shape[0]
+    return 1.0 / n if omega is None else omega[..., None] / n
+
+
+def _rows(scale):
+    """A per-row scale (k, B, 1) as (k, B); a number as it is."""
+    return scale[..., 0] if getattr(scale, "ndim", 0) else scale
+
+
+def wake_gradients_by_hand(params, x, hs, omega=None):
+    """(∇θ by name, value) of mean_n log p(x_n, h_n), or of mean_n Σ_k ω_k log p(x_n, h_k) with RWS weights ω."""
+    s, c, g = [x, *hs], _scale(x, omega), {}
+    prior = params["prior"]
+    value = float((log_bernoulli_sum(prior, s[-1]) * _rows(c)).sum())
+    delta = (s[-1] - numerics.sigmoid(backend.get_array_module(prior), prior)) * c                          # the prior: a layer with no input
+    g["prior"] = delta.reshape(-1, delta.shape[-1]).sum(0)
+    for l in range(len(hs)):
+        w, b = f"generative.{l}.weight", f"generative.{l}.bias"
+        g[w], g[b], v = delta_rule(s[l + 1], s[l], params[w], params[b], c)
+        value += v
+    return g, value
+
+
+def recognition_gradients_by_hand(params, x, hs, omega=None):
+    """(∇λ by name, value) of mean_n log q(h_n|x_n), weighted by ω as above: sleep on dreams, q-wake on data."""
+    s, c, g, value = [x, *hs], _scale(x, omega), {}, 0.0
+    for l in range(len(hs)):
+        w, b = f"recognition.{l}.weight", f"recognition.{l}.bias"
+        g[w], g[b], v = delta_rule(s[l], s[l + 1], params[w], params[b], c)
+        value += v
+    return g, value
+
+
+def sleep_gradients_by_hand(params, x_dream, hs_dream):
+    """∇λ of mean log q(h̃|x̃) on dreams, and its value."""
+    return recognition_gradients_by_hand(params, x_dream, hs_dream)
+
+
+def wake_sleep_step_by_hand(model, x, opt_p, opt_q, rng):
+    """`wake_sleep_step` with the delta rule in place of the engine (same draws from rng, same optimisers,
+    the same objective values returned for the training log)."""
+    params = model.arrays()
+    g, wake = wake_gradients_by_hand(params, x, model.sample_q(x, rng))
+    _descend_along(model, g, opt_p)
+    x_dream, hs_dream = model.dream(len(x), rng)
+    g, sleep = sleep_gradients_by_hand(params, x_dream, hs_dream)
+    _descend_along(model, g, opt_q)
+    return {"wake": wake, "sleep": sleep}
+
+
+def _descend_along(model, ascent, opt):
+    """Step `opt` uphill along the delta rule's gradients (an optimiser minimises: its .grad is minus them)."""
+    params = dict(model.named_parameters())
+    for n, g in ascent.items():
+        params[n].grad = -g
+    opt.step()

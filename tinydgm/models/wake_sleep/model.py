@@ -1,0 +1,223 @@
+"""Wake-sleep for Helmholtz machines (Hinton, Dayan, Frey & Neal 1995) and reweighted wake-sleep
+(Bornschein & Bengio 2015), on sigmoid belief nets with layers of binary stochastic units.
+
+    p(x, h|θ) = p(h_L) Π_l p(h_l | h_{l+1}) p(x | h_1)     generative net, top-down, learned prior on h_L
+    q(h|x, λ) = q(h_1 | x) Π_l q(h_{l+1} | h_l)            recognition net, bottom-up
+    each layer:  p(s | t) = Π_i Bernoulli(s_i; σ(t W + b)_i)
+
+    wake:    h ~ q(h|x) held fixed;            ascend log p(x, h|θ) in θ only
+    sleep:   (h̃, x̃) ~ p(x, h|θ) (a dream);     ascend log q(h̃|x̃, λ) in λ only
+    RWS:     h_1..h_K ~ q(h|x),  ω_k = w_k / Σ_j w_j,  w_k = p(x, h_k) / q(h_k|x)
+             p-update Σ_k ω_k ∇θ log p(x, h_k);  q-wake update Σ_k ω_k ∇λ log q(h_k|x);  sleep update as above
+
+Binary states are float32 0/1 arrays drawn as [u < σ(a)] from a passed generator; they are never
+part of a graph.  Each layer's gradient is local, the delta rule (sample − predicted probability)
+× input: `by_hand.py` writes it out; `exact.py` enumerates small machines; training runs are in
+`tinydgm.experiments.wake_sleep`.
+"""
+import numpy as np
+
+import tinydgm as td
+from tinydgm import backend, nn, numerics
+
+
+def _xp(a):
+    return backend.get_array_module(a)
+
+
+def bernoulli_sample(logits, rng, shape=None):
+    """Binary units s = [u < σ(logits)], u ~ U(0, 1), as 0/1 arrays of logits' dtype (`shape`: with sample axes)."""
+    u = rng.random(shape or logits.shape, dtype=logits.dtype)
+    return (u < numerics.sigmoid(_xp(logits), logits)).astype(logits.dtype)
+
+
+def log_bernoulli_sum(logits, s):
+    """Σ_i log Bernoulli(s_i; σ(a_i)) over the last axis, on arrays (logits and s broadcast)."""
+    return numerics.bernoulli_log_prob(_xp(logits), logits, s).sum(-1)
+
+
+def affine(s, weight, bias):
+    """s W + b on arrays, sample axes flattened so that BLAS sees one matrix."""
+    out = s.reshape(-1, s.shape[-1]) @ weight
+    out += bias
+    return out.reshape(s.shape[:-1] + (weight.shape[1],))
+
+
+def _linear(layer, s):
+    """layer(s) on the engine, sample axes flattened (NumPy's stacked matmul is slow for many samples)."""
+    if s.ndim <= 2:
+        return layer(s)
+    return td.reshape(layer(s.reshape(-1, s.shape[-1])), s.shape[:-1] + (layer.weight.shape[1],))
+
+
+# =============================================================================================
+# The Helmholtz machine
+# =============================================================================================
+
+class HelmholtzMachine(nn.Module):
+    """A sigmoid belief net p(x, h|θ) and its recognition net q(h|x, λ); `layers` = (visible, h_1, ..., h_L)."""
+
+    def __init__(self, layers=(784, 200, 200), rng=None, dtype=None):
+        layers = tuple(int(n) for n in layers)
+        if len(layers) < 2 or min(layers) < 1:
+            raise ValueError(f"HelmholtzMachine: layers must be (visible, hidden, ...) positive sizes, got {layers}")
+        rng = np.random.default_rng(rng) if rng is None or isinstance(rng, int) else rng
+        dtype = dtype or backend.default_dtype
+        self.layers = layers
+        L = len(layers) - 1
+        # θ: logits of the factorised prior p(h_L), and generative[l]: s_{l+1} -> logits of p(s_l | s_{l+1})  (s_0 = x)
+        self.prior = nn.Parameter(backend.xp().zeros(layers[-1], dtype=dtype))
+        self.generative = [nn.Linear(layers[l + 1], layers[l], rng=rng, dtype=dtype) for l in range(L)]
+        # λ: recognition[l]: s_l -> logits of q(s_{l+1} | s_l)
+        self.recognition = [nn.Linear(layers[l], layers[l + 1], rng=rng, dtype=dtype) for l in range(L)]
+
+    def generative_parameters(self):
+        """θ: the prior's logits and the top-down layers."""
+        return [p for n, p in self.named_parameters() if not n.startswith("recognition")]
+
+    def recognition_parameters(self):
+        """λ: the bottom-up layers."""
+        return [p for n, p in self.named_parameters() if n.startswith("recognition")]
+
+    def arrays(self):
+        """Parameter arrays by name (shared with the model, not copies): what the by-hand functions take."""
+        return {n: p.data for n, p in self.named_parameters()}
+
+    def init_visible_bias(self, x):
+        """Set p(x|h_1)'s bias to the logit of the data mean (a standard start for binary images)."""
+        m = np.clip(backend.to_numpy(x).mean(0), 1e-3, 1 - 1e-3)
+        self.generative[0].bias.data[...] = backend.asarray(np.log(m / (1 - m)), dtype=self.prior.dtype)
+
+    # -- densities (differentiable in the parameters; the states are data) -----------------------
+    def log_joint(self, x, hs):
+        """log p(x, h|θ) per example; hs = [h_1, ..., h_L], leading sample axes broadcast against x."""
+        s = [td.tensor(x).data, *hs]
+        total = td.sum(td.bernoulli_log_prob(self.prior, s[-1]), axis=-1)            # log p(h_L)
+        for l in reversed(range(len(self.generative))):                                # log p(s_l | s_{l+1})
+            total = total + td.sum(td.bernoulli_log_prob(_linear(self.generative[l], s[l + 1]), s[l]), axis=-1)
+        return total
+
+    def log_q(self, hs, x):
+        """log q(h|x, λ) per example."""
+        s = [td.tensor(x).data, *hs]
+        total = 0
+        for l, layer in enumerate(self.recognition):                                   # log q(s_{l+1} | s_l)
+            total = total + td.sum(td.bernoulli_log_prob(_linear(layer, s[l]), s[l + 1]), axis=-1)
+        return total
+
+    # -- sampling (plain arrays: no gradient ever flows through a binary state) ----------------------
+    def sample_q(self, x, rng, k=None):
+        """h ~ q(h|x): [h_1, ..., h_L], each (B, n_l), or (k, B, n_l) with k samples per image."""
+        s, hs = td.tensor(x).data, []
+        for l, layer in enumerate(self.recognition):
+            logits = affine(s, layer.weight.data, layer.bias.data)     # layer 1's logits once for all k
+            s = bernoulli_sample(logits, rng, (k,) + logits.shape if k and l == 0 else None)
+            hs.append(s)
+        return hs
+
+    def dream(self, n, rng):
+        """(x̃, [h̃_1, ..., h̃_L]) ~ p(x, h|θ), ancestrally from the top."""
+        s = bernoulli_sample(_xp(self.prior.data).broadcast_to(self.prior.data, (n, self.layers[-1])), rng)
+        hs = [s]
+        for layer in reversed(self.generative):
+            s = bernoulli_sample(affine(s, layer.weight.data, layer.bias.data), rng)
+            hs.insert(0, s)
+        return hs[0], hs[1:]
+
+    def dream_means(self, n, rng):
+        """The means σ(h̃_1 W + b) of p(x|h̃_1) for n dreams (clearer to look at than binary x̃)."""
+        _, hs = self.dream(n, rng)
+        return numerics.sigmoid(_xp(self.prior.data), affine(hs[0], self.generative[0].weight.data, self.generative[0].bias.data))
+
+    # -- the two phases, as on the slides -----------------------------------------------------------
+    def wake_phase(self, x, rng):
+        """Wake: h ~ q(h|x) held fixed; returns mean log p(x, h|θ), a function of θ only."""
+        return td.mean(self.log_joint(x, self.sample_q(x, rng)))
+
+    def sleep_phase(self, n, rng):
+        """Sleep: dream (x̃, h̃) ~ p; returns mean log q(h̃|x̃, λ), a function of λ only."""
+        x, hs = self.dream(n, rng)
+        return td.mean(self.log_q(hs, x))
+
+    def reweighted_wake(self, x, rng, k, q_grad=True):
+        """RWS wake (Bornschein & Bengio 2015, eqs. 10-11): k samples from q, their log p, log q (k, B)
+        and normalised importance weights ω (k, B, an array: no gradient through the weights)."""
+        hs = self.sample_q(x, rng, k)
+        log_p = self.log_joint(x, hs)
+        if q_grad:
+            log_q = self.log_q(hs, x)
+        else:
+            with td.no_grad():
+                log_q = self.log_q(hs, x)
+        log_w = log_p.data - log_q.data
+        omega = _xp(log_w).exp(log_w - log_w.max(0, keepdims=True))
+        omega /= omega.sum(0, keepdims=True)
+        return log_p, log_q, omega
+
+    # -- bounds ------------------------------------------------------------------------------------------
+    def iwae_bound(self, x, k, rng):
+        """Per-example L_k = log 1/k Σ_j p(x, h_j) / q(h_j|x), h_j ~ q(h|x) (Burda et al. 2016, eq. 8); L_1 is the ELBO.
+
+        A value, computed on arrays (no graph: train with `reweighted_step`), returned as a Tensor."""
+        x = td.tensor(x).data
+        log_w = self.log_weights(x, self.sample_q(x, rng, k))
+        return td.tensor(numerics.log_mean_exp(_xp(log_w), log_w, axis=0))
+
+    def log_weights(self, x, hs):
+        """log p(x, h) - log q(h|x) on arrays, no graph: what L_k needs for k in the thousands."""
+        s = [x, *hs]
+        log_w = log_bernoulli_sum(self.prior.data, s[-1])
+        for l, layer in enumerate(self.generative):
+            log_w += log_bernoulli_sum(affine(s[l + 1], layer.weight.data, layer.bias.data), s[l])
+        for l, layer in enumerate(self.recognition):
+            log_w -= log_bernoulli_sum(affine(s[l], layer.weight.data, layer.bias.data), s[l + 1])
+        return log_w
+
+
+# =============================================================================================
+# Training steps on the engine
+# =============================================================================================
+
+UPDATES = ("p", "q-wake", "sleep")
+
+
+def _ascend(objective, opt):
+    opt.zero_grad()
+    (-objective).backward()
+    opt.step()
+
+
+def wake_sleep_step(model, x, opt_p, opt_q, rng):
+    """Hinton et al. 1995: a wake update of θ (opt_p), then a sleep update of λ (opt_q) on len(x) dreams."""
+    wake = model.wake_phase(x, rng)
+    _ascend(wake, opt_p)
+    sleep = model.sleep_phase(len(x), rng)
+    _ascend(sleep, opt_q)
+    return {"wake": wake.item(), "sleep": sleep.item()}
+
+
+def reweighted_step(model, x, opt_p, opt_q, rng, k=5, updates=UPDATES):
+    """Reweighted wake-sleep (Bornschein & Bengio 2015): the chosen updates from one set of k samples
+    per image (p: θ; q-wake and sleep: λ), one backward pass, then a step of each optimiser."""
+    bad = set(updates) - set(UPDATES)
+    if bad or not updates:
+        raise ValueError(f"reweighted_step: updates must be among {UPDATES}, got {tuple(updates)}")
+    log_p, log_q, omega = model.reweighted_wake(x, rng, k, q_grad="q-wake" in updates)
+    n = len(x)
+    objective, out = 0, {}
+    if "p" in updates:
+        objective = objective + td.sum(log_p * omega) / n                      # Σ_k ω_k log p(x, h_k)
+    if "q-wake" in updates:
+        objective = objective + td.sum(log_q * omega) / n                      # Σ_k ω_k log q(h_k|x)
+    if "sleep" in updates:
+        sleep = model.sleep_phase(n, rng)
+        objective = objective + sleep
+        out["sleep"] = sleep.item()
+    opt_p.zero_grad()
+    opt_q.zero_grad()
+    (-objective).backward()
+    opt_p.step()
+    opt_q.step()
+    log_w = log_p.data - log_q.data
+    out["bound"] = float(numerics.log_mean_exp(_xp(log_w), log_w, axis=0).mean())   # L_k of this batch, for free
+    return out
