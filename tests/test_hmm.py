@@ -129,6 +129,7 @@ def test_em_never_decreases_the_marginal_likelihood(sizes, features):
         hmm = H.m_step(hmm, counts, kappa=0.0, multinomial=features == "basic")
     history.append(H.marginal_log_likelihood(hmm, data))
     assert np.all(np.diff(history) >= -1e-8 * np.abs(history).max()), history
+    assert history[1] > history[0], history                 # a random start is no fixed point: EM moves
 
 
 def test_direct_training_increases_the_objective():
@@ -191,8 +192,8 @@ def test_multinomial_m_step_is_normalised_enumerated_counts(seed):
     xs = tiny_corpus(rng, n_words)
     e_start, e_trans, e_emit = enumerated_counts(hmm.start, hmm.trans, B, xs)
     new = H.m_step(hmm, H.e_step(hmm, H.buckets(xs, n_words)), multinomial=True)
-    np.testing.assert_allclose(new.start, e_start / e_start.sum(), atol=1e-10)           # π ∝ Σ γ_1
-    np.testing.assert_allclose(new.trans, e_trans / e_trans.sum(axis=1)[:, None], atol=1e-10)  # A_ij ∝ Σ ξ_ij
+    np.testing.assert_allclose(new.start, e_start / e_start.sum(), atol=1e-10)         # π ∝ Σ γ_1
+    np.testing.assert_allclose(new.trans, e_trans / e_trans.sum(axis=1)[:, None], atol=1e-10)  # A ∝ Σ ξ
     np.testing.assert_allclose(np.exp(new.log_emission()), e_emit / e_emit.sum(axis=0), atol=1e-10)
 
 
@@ -227,7 +228,7 @@ def test_probabilities_of_all_sequences_of_one_length_sum_to_one(features, T):
 
 
 def expected_complete_loglik(w, F, counts, kappa):
-    """ℓ(w) = Σ_{x,z} e(x, z) log p(x | z, w) − κ‖w‖², with p(x | z, w) ∝ exp(wᵀf(x, z)) over x."""
+    """ℓ(w) = Σ_{x,z} e(x, z) log p(x | z, w) − κ‖w‖², p(x | z, w) ∝ exp(wᵀf(x, z)) over x."""
     s = (F @ w).reshape(counts.shape)
     return (counts * (s - logsumexp(s, axis=0))).sum() - kappa * w @ w
 
