@@ -536,7 +536,7 @@ def baseline(copies, tests, timeout):
     for t in threads:
         t.join()
     bad = [o for o in outs if o is not None and o[0] != 0]
-    return None if not bad else "\n".join(o[1] for o in bad)
+    return None if not bad else "\n".join(("(timed out)\n" if o[0] is None else "") + o[1] for o in bad)
 
 
 # =============================================================================================
@@ -633,7 +633,7 @@ def main(argv=None):
         print(f"mutate: {len(copies)} copies under {parent}; tinydgm imported from {where}", file=sys.stderr)
         all_tests = sorted({t for _, tests in todo for t in tests})
         if all_tests:
-            print(f"mutate: baseline, {len(all_tests)} test files unmutated ...", file=sys.stderr)
+            print(f"mutate: baseline, {len(all_tests)} test paths unmutated ...", file=sys.stderr)
             failed = baseline(copies, all_tests, args.timeout)
             if failed:
                 print(failed[-6000:], file=sys.stderr)
