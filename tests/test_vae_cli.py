@@ -170,30 +170,36 @@ def test_sample(tiny_run, capsys, monkeypatch):
     assert (tiny_run["dir"] / "samples-0.png").stat().st_size > 0
 
 
-def test_resuming_a_finished_run_changes_nothing(tiny_run, tmp_path, capsys):
-    """--resume on a run that already did its epochs trains nothing: status done, 3 epochs, the same
-    metrics, the same best epoch and value, and checkpoints byte for byte."""
-    run_dir = tmp_path / "r"
+RUN_FILES = ["last.npz", "last.json", "best.npz", "best.json", "metrics.jsonl", "config.json"]
+
+
+@pytest.fixture(scope="module")
+def resumed_finished(tiny_run, tmp_path_factory):
+    """A copy of the finished TINY run, resumed once: (its folder, the digests before, the summary after)."""
+    run_dir = tmp_path_factory.mktemp("resumed") / "r"
     shutil.copytree(tiny_run["dir"], run_dir)
-    files = ["last.npz", "last.json", "best.npz", "best.json", "metrics.jsonl", "config.json"]
-    before = {f: digest(run_dir / f) for f in files}
-    capsys.readouterr()
-    assert main(["train", "vae", "--resume", str(run_dir), "--quiet"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    before = {f: digest(run_dir / f) for f in RUN_FILES}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "available", lambda: False)
+        assert main(["train", "vae", "--resume", str(run_dir), "--quiet"]) == 0
+    with open(run_dir / "summary.json") as f:
+        return run_dir, before, json.load(f)
+
+
+def test_resuming_a_finished_run_changes_nothing(tiny_run, resumed_finished):
+    """--resume on a run that already did its epochs trains nothing: status done, 3 epochs, the same
+    best epoch and value, and the same checkpoints and metrics byte for byte."""
+    run_dir, before, summary = resumed_finished
     assert summary["status"] == "done" and summary["epochs"] == 3
     assert (summary["best_epoch"], summary["valid_elbo"]) == (tiny_run["summary"]["best_epoch"],
                                                               tiny_run["summary"]["valid_elbo"])
-    assert {f: digest(run_dir / f) for f in files} == before
+    assert {f: digest(run_dir / f) for f in RUN_FILES} == before
 
 
 @pytest.mark.xfail(strict=True, reason="runs.fit: resuming a finished run returns a summary with "
                    "last = {} and overwrites summary.json, losing the last epoch's metrics")
-def test_resuming_a_finished_run_keeps_its_summary(tiny_run, tmp_path, capsys):
-    run_dir = tmp_path / "r"
-    shutil.copytree(tiny_run["dir"], run_dir)
-    assert main(["train", "vae", "--resume", str(run_dir), "--quiet"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["last"] == tiny_run["summary"]["last"]
+def test_resuming_a_finished_run_keeps_its_summary(tiny_run, resumed_finished):
+    assert resumed_finished[2]["last"] == tiny_run["summary"]["last"]
 
 
 def test_bad_data_file_is_one_line(tmp_path, monkeypatch, capsys):
