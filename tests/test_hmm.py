@@ -2,6 +2,7 @@
 import itertools
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 from scipy.special import logsumexp
@@ -131,6 +132,7 @@ def test_em_never_decreases_the_marginal_likelihood(sizes, features):
         hmm = H.m_step(hmm, counts, kappa=0.0, multinomial=features == "basic")
     history.append(H.marginal_log_likelihood(hmm, data))
     assert np.all(np.diff(history) >= -1e-8 * np.abs(history).max()), history
+    assert history[1] > history[0], history                 # a random start is no fixed point: EM moves
 
 
 def test_direct_training_increases_the_objective():
@@ -150,3 +152,105 @@ def test_rich_features_are_one_line_templates():
     assert "capital" in {n for n, on in zip(names, np.asarray(g[0].todense()).ravel()) if on}
     F = conjoin(g, 3)
     assert F.shape == (9, 3 * len(names)) and F.nnz == 3 * g.nnz
+
+
+# ---- the M-step against closed forms built from enumerated posteriors --------------------------
+
+def multinomial_hmm(rng, n_words, K):
+    """A plain HMM with Dirichlet(1) π, rows of A and emission columns B[:, z] = p(x | z)."""
+    B = rng.dirichlet(np.ones(n_words), size=K).T                          # (|X|, K), columns sum to 1
+    F = sp.identity(n_words * K, format="csr")                             # w = log B, x-major
+    return H.HMM(rng.dirichlet(np.ones(K)), rng.dirichlet(np.ones(K), size=K), np.log(B).ravel(), F), B
+
+
+def enumerated_counts(start, trans, B, xs):
+    """Expected counts of π, A and B under p(z | x), each p(z | x) summed over all K^T paths z."""
+    K = len(start)
+    e_start, e_trans, e_emit = np.zeros(K), np.zeros((K, K)), np.zeros((B.shape[0], K))
+    for x in xs:
+        paths = list(itertools.product(range(K), repeat=len(x)))
+        joint = np.array([start[z[0]] * np.prod([trans[z[t - 1], z[t]] for t in range(1, len(x))])
+                          * np.prod([B[x[t], z[t]] for t in range(len(x))]) for z in paths])
+        post = joint / joint.sum()                                         # p(z | x)
+        for z, p in zip(paths, post):
+            e_start[z[0]] += p
+            for t in range(len(x)):
+                e_emit[x[t], z[t]] += p
+            for t in range(1, len(x)):
+                e_trans[z[t - 1], z[t]] += p
+    return e_start, e_trans, e_emit
+
+
+def tiny_corpus(rng, n_words):
+    """2 to 4 sentences of length 1 to 4, at least one of length 4 (so every state has transitions)."""
+    xs = sentences(rng, n_words, int(rng.integers(1, 4)), 4)
+    return xs + [rng.integers(0, n_words, 4)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_multinomial_m_step_is_normalised_enumerated_counts(seed):
+    rng = np.random.default_rng(seed)
+    n_words, K = 3 + seed % 2, 2 + seed % 2
+    hmm, B = multinomial_hmm(rng, n_words, K)
+    xs = tiny_corpus(rng, n_words)
+    e_start, e_trans, e_emit = enumerated_counts(hmm.start, hmm.trans, B, xs)
+    new = H.m_step(hmm, H.e_step(hmm, H.buckets(xs, n_words)), multinomial=True)
+    np.testing.assert_allclose(new.start, e_start / e_start.sum(), atol=1e-10)         # π ∝ Σ γ_1
+    np.testing.assert_allclose(new.trans, e_trans / e_trans.sum(axis=1)[:, None], atol=1e-10)  # A ∝ Σ ξ
+    np.testing.assert_allclose(np.exp(new.log_emission()), e_emit / e_emit.sum(axis=0), atol=1e-10)
+
+
+@pytest.mark.parametrize("features", ["basic", "rich"])
+@pytest.mark.parametrize("seed", range(4))
+def test_every_m_step_gives_distributions(features, seed):
+    rng = np.random.default_rng(seed)
+    n_words, K = 4, 2 + seed % 2
+    hmm = random_hmm(rng, n_words, K, features)
+    data = H.buckets(sentences(rng, n_words, 6, 5) + [rng.integers(0, n_words, 3)], n_words)
+    for _ in range(2):
+        hmm = H.m_step(hmm, H.e_step(hmm, data), kappa=0.1 * (features == "rich"),
+                       multinomial=features == "basic")
+        assert np.all(hmm.start >= 0) and np.all(hmm.trans >= 0)
+        np.testing.assert_allclose(hmm.start.sum(), 1, atol=1e-12)
+        np.testing.assert_allclose(hmm.trans.sum(axis=1), np.ones(K), atol=1e-12)
+        np.testing.assert_allclose(np.exp(hmm.log_emission()).sum(axis=0), np.ones(K), atol=1e-12)
+
+
+@pytest.mark.parametrize("features", ["basic", "rich"])
+@pytest.mark.parametrize("T", [1, 2, 3])
+def test_probabilities_of_all_sequences_of_one_length_sum_to_one(features, T):
+    rng = np.random.default_rng(T)
+    n_words, K = 3, 3
+    hmm = random_hmm(rng, n_words, K, features)
+    xs = [np.array(x) for x in itertools.product(range(n_words), repeat=T)]     # all |X|^T sequences
+    one_by_one = [H.marginal_log_likelihood(hmm, [H.bucket([x], [0], n_words)]) for x in xs]
+    np.testing.assert_allclose(np.exp(one_by_one).sum(), 1, atol=1e-10)
+    together = H.forward_backward(hmm.start, hmm.trans, H.emission_table(hmm.log_emission()),
+                                  H.bucket(xs, range(len(xs)), n_words))
+    np.testing.assert_allclose(np.exp(together.loglik).sum(), 1, atol=1e-10)
+
+
+def expected_complete_loglik(w, F, counts, kappa):
+    """ℓ(w) = Σ_{x,z} e(x, z) log p(x | z, w) − κ‖w‖², p(x | z, w) ∝ exp(wᵀf(x, z)) over x."""
+    s = (F @ w).reshape(counts.shape)
+    return (counts * (s - logsumexp(s, axis=0))).sum() - kappa * w @ w
+
+
+@pytest.mark.parametrize("kappa", [0.05, 0.5])
+@pytest.mark.parametrize("seed", range(3))
+def test_featurized_m_step_reaches_its_optimum(seed, kappa):
+    rng = np.random.default_rng(seed)
+    n_words, K = 5, 3
+    hmm = random_hmm(rng, n_words, K, "rich")
+    counts = H.e_step(hmm, H.buckets(sentences(rng, n_words, 8, 5), n_words))
+    new = H.m_step(hmm, counts, kappa=kappa, maxiter=1000)
+    # ∇ℓ = Σ_{x,z} e(x,z) f(x,z) − Σ_z e(z) Σ_x p(x|z,w) f(x,z) − 2κw, written out here
+    p = np.exp(new.log_emission())
+    F = hmm.F.toarray().reshape(n_words, K, -1)
+    observed = np.einsum("xz,xzd->d", counts.emit, F)
+    expected = np.einsum("z,xz,xzd->d", counts.emit.sum(axis=0), p, F)
+    grad = observed - expected - 2 * kappa * new.w
+    assert np.abs(grad).max() < 1e-4 * np.abs(observed).max(), grad
+    before = expected_complete_loglik(hmm.w, hmm.F, counts.emit, kappa)
+    after = expected_complete_loglik(new.w, hmm.F, counts.emit, kappa)
+    assert after > before + 1e-3, (before, after)

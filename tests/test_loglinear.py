@@ -1,5 +1,6 @@
 """Log-linear categorical and mixture (Berg-Kirkpatrick et al. 2010): closed forms against the engine."""
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
@@ -93,6 +94,53 @@ def test_em_never_decreases_the_objective(sizes, kappa):
         model = ll.m_step(model, counts, kappa)
     history.append(ll.marginal_log_likelihood(model, x) - kappa * model.w @ model.w)
     assert np.all(np.diff(history) >= -1e-8 * np.abs(history[:-1]).max()), history
+
+
+def bayes_counts(prior, p_x_given_z, x):
+    """q(z | x_i) = p(z) p(x_i | z) / Σ_z' p(z') p(x_i | z'), and e(x, z) = Σ_i q(z | x_i) [x_i = x]."""
+    joint = prior * p_x_given_z[x]                                       # (N, |Z|), one row per datum
+    q = joint / joint.sum(axis=1, keepdims=True)
+    counts = np.array([q[x == v].sum(axis=0) for v in range(len(p_x_given_z))])
+    return q, counts
+
+
+def softmax_over_x(w, F, n_z):
+    s = (F @ w).reshape(-1, n_z)
+    return np.exp(s) / np.exp(s).sum(axis=0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mixture_m_step_is_normalised_posterior_counts(seed):
+    rng = np.random.default_rng(seed)
+    n_x, n_z = 3 + seed % 2, 2 + seed % 2
+    F = sp.identity(n_x * n_z, format="csr")                             # indicators: a multinomial mixture
+    prior = rng.dirichlet(np.ones(n_z))
+    model = ll.Mixture(np.log(prior), rng.normal(size=n_x * n_z), F)
+    x = np.concatenate([np.arange(n_x), rng.integers(0, n_x, 10)])      # every x seen: a finite optimum
+    q, counts = bayes_counts(prior, softmax_over_x(model.w, F, n_z), x)
+    q_lib, counts_lib = ll.e_step(model, x)
+    np.testing.assert_allclose(q_lib, q, atol=1e-12)
+    np.testing.assert_allclose(counts_lib, counts, atol=1e-12)
+    new = ll.m_step(model, counts_lib, kappa=0.0, maxiter=500)
+    np.testing.assert_allclose(np.exp(new.log_prior), q.mean(axis=0), atol=1e-12)   # p(z) ∝ Σ_i q(z | x_i)
+    # p(x | z) ∝ e(x, z), up to L-BFGS-B's stopping rule (relative change of ℓ below 2e-9)
+    np.testing.assert_allclose(softmax_over_x(new.w, F, n_z), counts / counts.sum(axis=0), atol=5e-4)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.1])
+@pytest.mark.parametrize("seed", range(4))
+def test_every_mixture_m_step_gives_distributions(seed, kappa):
+    rng = np.random.default_rng(seed)
+    n_x, n_z, n_feat = 5, 3, 6
+    F = random_features(rng, n_x, n_z, n_feat)
+    model = ll.random_mixture(F, n_z, rng, scale=1.0)
+    x = rng.integers(0, n_x, 20)
+    for _ in range(2):
+        model = ll.m_step(model, ll.e_step(model, x)[1], kappa)
+        np.testing.assert_allclose(np.exp(model.log_prior).sum(), 1, atol=1e-12)
+        np.testing.assert_allclose(np.exp(categorical.log_conditional(model.w, F, n_z)).sum(axis=0), np.ones(n_z),
+                                   atol=1e-12)
+        assert not np.allclose(model.log_prior, -np.log(n_z))           # p(z) moved off uniform
 
 
 def test_lbfgs_minimises_a_quadratic_and_rosenbrock():

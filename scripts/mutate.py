@@ -1,0 +1,679 @@
+"""Mutation check: break the mathematics one line at a time and see whether the tests notice.
+
+Each record in MUTATIONS below changes one formula of the library (a derivative rule, a closed
+form, an update, a normalisation axis) into a plausible wrong one.  The runner applies them one at
+a time to a private copy of the repository, runs the tests named for it, and reports each as
+caught (a test failed), SURVIVED (all passed), stale (the original text is no longer found exactly
+once: the code moved) or error.  The working tree is never modified.
+
+    python scripts/mutate.py --jobs 2                  all mutations, 2 at a time, mutation-report.md
+    python scripts/mutate.py --list                    the list, and whether each still applies
+    python scripts/mutate.py -k hmm --out /tmp/r.md    only ids or paths containing "hmm"
+    python scripts/mutate.py --only ops-exp,ops-log    these ids
+    python scripts/mutate.py --tests tests/            run the whole suite for every mutation
+
+The list was written from the source's mathematics, before the tests meant to catch it
+(issue 17, item 4), and committed first.  Exit status: 0 when every mutation is caught, 1 when one
+survives, is stale or errs, 2 when the unmutated tests fail in the copy.
+"""
+import argparse
+import collections
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+Mutation = collections.namedtuple("Mutation", "id path old new description tests")
+
+
+def m(id, path, old, new, description, tests):
+    return Mutation(id, path, old, new, description, tuple(tests))
+
+
+# Test sets: add a new test file to the set of the module it covers.
+ENGINE = ["tests/test_ops.py", "tests/test_graph.py"]
+NN = ENGINE + ["tests/test_nn_optim.py"]
+DISTRIBUTIONS = ["tests/test_distributions.py", "tests/test_linear_gaussian.py"]
+ESTIMATORS = ["tests/test_estimators.py", "tests/test_linear_gaussian.py"]
+VAE = ["tests/test_vae.py"]
+WAKE_SLEEP = ["tests/test_wake_sleep.py"]
+HMM = ["tests/test_hmm.py"]
+LOGLINEAR = ["tests/test_loglinear.py", "tests/test_hmm.py"]
+OPTIM = ["tests/test_nn_optim.py"]
+METRICS = ["tests/test_vae.py", "tests/test_vae_cli.py"]
+TAGGING = ["tests/test_conllu.py"]
+
+OPS, TENSOR = "tinydgm/ops.py", "tinydgm/tensor.py"
+DIST, EST = "tinydgm/distributions.py", "tinydgm/estimators.py"
+VAE_PY, HAND = "tinydgm/models/vae.py", "tinydgm/models/vae_by_hand.py"
+WS, HMM_PY, LL = "tinydgm/models/wake_sleep.py", "tinydgm/models/hmm.py", "tinydgm/models/loglinear.py"
+OPTIM_PY, METRICS_PY, TAG = "tinydgm/optim.py", "tinydgm/metrics.py", "tinydgm/tagging_metrics.py"
+
+MUTATIONS = [
+    # =========================================================================================
+    # tinydgm/ops.py: the derivative rules
+    # =========================================================================================
+    m("ops-add-dy", OPS, "unbroadcast(g, _shape(y))", "unbroadcast(-g, _shape(y))",
+      "add: d(x+y)/dy = -1", ENGINE),
+    m("ops-sub-dy", OPS, "unbroadcast(-g, _shape(y)))    # d(x-y)/dy", "unbroadcast(g, _shape(y)))    # d(x-y)/dy",
+      "subtract: d(x-y)/dy = +1", ENGINE),
+    m("ops-mul-dx", OPS, "unbroadcast(g * y, _shape(x))", "unbroadcast(g * x, _shape(x))",
+      "multiply: d(xy)/dx = x", ENGINE),
+    m("ops-div-dx", OPS, "unbroadcast(g / y, _shape(x))", "unbroadcast(g * y, _shape(x))",
+      "divide: d(x/y)/dx = y", ENGINE),
+    m("ops-div-dy", OPS, "unbroadcast(-g * ans / y, _shape(y))", "unbroadcast(g * ans / y, _shape(y))",
+      "divide: d(x/y)/dy = +x/y^2", ENGINE),
+    m("ops-neg", OPS, "defvjp(negative, lambda g, ans, x: -g)", "defvjp(negative, lambda g, ans, x: g)",
+      "negative: d(-x)/dx = +1", ENGINE),
+    m("ops-pow", OPS, "g * (c * x ** (c - 1))", "g * (x ** (c - 1))",
+      "power: d x^c/dx = x^(c-1), the factor c dropped", ENGINE),
+    m("ops-exp", OPS, "defvjp(exp, lambda g, ans, x: g * ans)", "defvjp(exp, lambda g, ans, x: g * x)",
+      "exp: d e^x/dx = x", ENGINE),
+    m("ops-log", OPS, "defvjp(log, lambda g, ans, x: g / x)", "defvjp(log, lambda g, ans, x: g * x)",
+      "log: d log x/dx = x", ENGINE),
+    m("ops-tanh", OPS, "g * (1 - ans * ans)", "g * (1 - ans)",
+      "tanh: d tanh/dx = 1 - tanh (not squared)", ENGINE),
+    m("ops-sigmoid", OPS, "g * ans * (1 - ans)", "g * ans",
+      "sigmoid: d s/dx = s, the factor (1 - s) dropped", ENGINE),
+    m("ops-softplus", OPS, "defvjp(softplus, lambda g, ans, x: g * _exp(x - ans))",
+      "defvjp(softplus, lambda g, ans, x: g * _exp(ans - x))",
+      "softplus: derivative sigmoid(-x) instead of sigmoid(x)", ENGINE),
+    m("ops-log-sigmoid", OPS, "defvjp(log_sigmoid, lambda g, ans, x: g * _exp(ans - x))",
+      "defvjp(log_sigmoid, lambda g, ans, x: g * _exp(ans))",
+      "log_sigmoid: derivative sigmoid(x) instead of sigmoid(-x)", ENGINE),
+    m("ops-relu-kink", OPS, "g * (x > 0)", "g * (x >= 0)",
+      "relu'(0) = 1, not the documented 0", ENGINE),
+    m("ops-maximum-tie", OPS, "g * (x >= y)", "g * (x > y)",
+      "maximum: a tie sends the gradient to neither argument", ENGINE),
+    m("ops-where-y", OPS, "unbroadcast(g * ~_bool(c), _shape(y))", "unbroadcast(g, _shape(y))",
+      "where: y gets the gradient everywhere, also where the condition holds", ENGINE),
+    m("ops-clip-outside", OPS,
+      "unbroadcast(g * ((lo is None or x >= lo) & (hi is None or x <= hi)), _shape(x))",
+      "unbroadcast(g, _shape(x))",
+      "clip: gradient passed outside [lo, hi] too", ENGINE),
+    m("ops-clip-bounds", OPS, "(lo is None or x >= lo) & (hi is None or x <= hi)",
+      "(lo is None or x > lo) & (hi is None or x < hi)",
+      "clip: no gradient at the bounds (documented: passed)", ENGINE),
+    m("ops-bernoulli", OPS, "unbroadcast(g * (x - s), l.shape)", "unbroadcast(g * (s - x), l.shape)",
+      "bernoulli_log_prob: d/dl = sigmoid(l) - x (sign)", ENGINE),
+    m("ops-matmul-dx", OPS, "return g @ y.T if which == 0 else x.T @ g", "return g @ y if which == 0 else x.T @ g",
+      "matmul (2-d): d/dx = g y, the transpose forgotten", ENGINE),
+    m("ops-linear-dw", OPS, "x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])",
+      "x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1]) / g.shape[0]",
+      "linear: dW = x^T g / B, averaged over the batch instead of summed", NN),
+    m("ops-linear-db", OPS, "unbroadcast(g, b.shape))", "unbroadcast(g, b.shape) / g.shape[0])",
+      "linear: db averaged over the batch instead of summed", NN),
+    m("ops-keep-sorted", OPS, "for a in sorted(a % ndim for a in", "for a in (a % ndim for a in",
+      "reductions: axes re-inserted in the order given, not sorted (axis=(2, 0))", ENGINE),
+    m("ops-keep-negative", OPS, "sorted(a % ndim for a in", "sorted(a for a in",
+      "reductions: negative axes not wrapped before re-inserting them", ENGINE),
+    m("ops-mean-count", OPS, "n *= shape[a]", "n = shape[a]",
+      "mean over several axes divides by the last axis's length only", ENGINE),
+    m("ops-max-ties", OPS, "* at_max / at_max.sum(axis=axis, keepdims=True, dtype=g.dtype)", "* at_max",
+      "max: every tied entry gets the whole gradient (not split evenly)", ENGINE),
+    m("ops-lse-vjp", OPS, "_exp(x - _keep(ans, x.ndim, axis, keepdims)))", "_exp(x))",
+      "logsumexp: gradient e^x instead of softmax(x)", ENGINE),
+    m("ops-lse-forward", OPS, "s = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m",
+      "s = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))",
+      "logsumexp forward: the max m is not added back", ENGINE),
+    m("ops-reshape", OPS, "defvjp(reshape, lambda g, ans, x, shape: g.reshape(x.shape))",
+      "defvjp(reshape, lambda g, ans, x, shape: g.reshape(x.shape, order='F'))",
+      "reshape: gradient reshaped in Fortran order", ENGINE),
+    m("ops-transpose", OPS, "tuple(numpy.argsort([a % x.ndim for a in axes]).tolist())",
+      "tuple(a % x.ndim for a in axes)",
+      "transpose: gradient permuted by axes, not the inverse permutation", ENGINE),
+    m("ops-broadcast", OPS, "defvjp(broadcast_to, lambda g, ans, x, shape: unbroadcast(g, x.shape))",
+      "defvjp(broadcast_to, lambda g, ans, x, shape: g.reshape(-1)[:x.size].reshape(x.shape))",
+      "broadcast_to: gradient of the first copy only, not the sum over copies", ENGINE),
+    m("ops-getitem-scatter", OPS, "        backend.scatter_add(out, index, g)", "        out[index] = g",
+      "getitem: repeated indices overwrite instead of adding", ENGINE),
+    m("ops-concat-split", OPS, "numpy.cumsum([x.shape[axis] for x in xs[:-1]])",
+      "numpy.cumsum([x.shape[axis] for x in xs[1:]])",
+      "concatenate: gradient cut at the sizes of the later inputs", ENGINE),
+    m("ops-stack-axis", OPS, "axis = axis % (xs[0].ndim + 1)", "axis = axis % xs[0].ndim",
+      "stack: a negative axis wraps modulo ndim, not ndim + 1", ENGINE),
+    m("ops-split-axis", OPS, "head = (slice(None),) * (axis % x.ndim)", "head = (slice(None),) * axis",
+      "split: a negative axis cuts axis 0", ENGINE),
+    m("ops-unbroadcast-mean", OPS, "g.sum(axis=axes, keepdims=True).reshape(shape)",
+      "g.mean(axis=axes, keepdims=True).reshape(shape)",
+      "unbroadcast: mean over broadcast axes instead of sum", ENGINE),
+
+    # =========================================================================================
+    # tinydgm/tensor.py: accumulation in backward
+    # =========================================================================================
+    m("tensor-leaf-accumulate", TENSOR, "node.grad = node.grad + g", "node.grad = g",
+      "backward: a leaf's .grad overwritten, not accumulated across calls", ENGINE),
+    m("tensor-fan-out", TENSOR, "cotangents[id(a)] = gi if prev is None else prev + gi", "cotangents[id(a)] = gi",
+      "backward: a node used twice keeps only its last cotangent", ENGINE),
+
+    # =========================================================================================
+    # tinydgm/distributions.py: closed forms
+    # =========================================================================================
+    m("dist-normal-logprob-scale", DIST, "-0.5 * z * z - self.log_scale - 0.5 * LOG_2PI",
+      "-0.5 * z * z - 0.5 * LOG_2PI",
+      "Normal.log_prob: the -log sigma term dropped", DISTRIBUTIONS),
+    m("dist-normal-logprob-2pi", DIST, "-0.5 * z * z - self.log_scale - 0.5 * LOG_2PI",
+      "-0.5 * z * z - self.log_scale - LOG_2PI",
+      "Normal.log_prob: -log(2 pi) instead of -log(2 pi)/2", DISTRIBUTIONS),
+    m("dist-normal-entropy", DIST, "self.log_scale + 0.5 * (1 + LOG_2PI)", "self.log_scale + 0.5 * LOG_2PI",
+      "Normal.entropy: the 1/2 dropped", DISTRIBUTIONS),
+    m("dist-from-log-var", DIST, "log_scale = 0.5 * _tensor(log_var)", "log_scale = _tensor(log_var)",
+      "Normal.from_log_var: log variance taken as log scale", DISTRIBUTIONS),
+    m("dist-kl-normal", DIST, "0.5 * (r * r + d * d) - 0.5", "0.5 * (r + d * d) - 0.5",
+      "KL(Normal||Normal): variance ratio s1/s2 not squared", DISTRIBUTIONS),
+    m("dist-kl-std-normal", DIST, "p.scale * p.scale - 1) - p.log_scale", "p.scale - 1) - p.log_scale",
+      "kl_standard_normal: sigma instead of sigma^2", DISTRIBUTIONS),
+    m("dist-bernoulli-probs", DIST, "_weighted(1 - value, ops.log_sigmoid(-self.logits))",
+      "_weighted(1 - value, ops.log_sigmoid(self.logits))",
+      "Bernoulli(probs=).log_prob: log p for x = 0 instead of log(1 - p)", DISTRIBUTIONS),
+    m("dist-bernoulli-entropy", DIST, "return ops.softplus(self.logits) - self.logits * self.probs",
+      "return ops.softplus(self.logits) + self.logits * self.probs",
+      "Bernoulli.entropy: softplus(l) + l sigmoid(l) (sign)", DISTRIBUTIONS),
+    m("dist-categorical-normalise", DIST, "self.logits = logits - ops.logsumexp(logits, axis=-1, keepdims=True)",
+      "self.logits = logits",
+      "Categorical: logits not normalised (log_prob off by log Z)", DISTRIBUTIONS),
+    m("dist-categorical-logprob", DIST, "one_hot = value.astype(int)[..., None] == self._support().astype(int)",
+      "one_hot = value.astype(int)[..., None] == self._support().astype(int)[::-1]",
+      "Categorical.log_prob: picks category K-1-k instead of k", DISTRIBUTIONS),
+    m("dist-categorical-entropy", DIST, "return -ops.sum(_weighted(self.probs, self.logits), axis=-1)",
+      "return ops.sum(_weighted(self.probs, self.logits), axis=-1)",
+      "Categorical.entropy: sum p log p (sign)", DISTRIBUTIONS),
+    m("dist-kl-categorical", DIST, "_weighted(p.probs, p.logits - q.logits)", "_weighted(q.probs, p.logits - q.logits)",
+      "KL(Categorical||Categorical): weighted by q instead of p", DISTRIBUTIONS),
+    m("dist-kl-bernoulli", DIST, "ops.log_sigmoid(-a) - ops.log_sigmoid(-b)", "ops.log_sigmoid(-a) - ops.log_sigmoid(b)",
+      "KL(Bernoulli||Bernoulli): log(1 - q) replaced by log q", DISTRIBUTIONS),
+
+    # =========================================================================================
+    # tinydgm/estimators.py
+    # =========================================================================================
+    m("est-lme-log-n", EST, "ops.logsumexp(x, axis=axis, keepdims=keepdims) - math.log(n)",
+      "ops.logsumexp(x, axis=axis, keepdims=keepdims)",
+      "log_mean_exp: - log n dropped (log-sum-exp)", ESTIMATORS),
+    m("est-lme-axis", EST, "n = x.shape[axis]", "n = x.shape[0]",
+      "log_mean_exp: n counted along axis 0 whatever the axis", ESTIMATORS),
+    m("est-iwae-mean", EST, "return log_mean_exp(log_weights, axis=axis)", "return ops.mean(log_weights, axis=axis)",
+      "iwae_bound: mean of log w (the ELBO) instead of log mean w", ESTIMATORS),
+    m("est-elbo-kl-sign", EST, "return expected - _event_sum(kl_divergence(q, prior), event_ndim)",
+      "return expected + _event_sum(kl_divergence(q, prior), event_ndim)",
+      "elbo (analytic): + KL instead of - KL", ESTIMATORS),
+    m("est-elbo-entropy", EST, "return expected + _event_sum(q.entropy(), event_ndim)", "return expected",
+      "elbo (analytic, no prior): the entropy H(q) dropped", ESTIMATORS),
+    m("est-elbo-mc-q", EST, "log_ratio = -_event_sum(q.log_prob(z), event_ndim)",
+      "log_ratio = _event_sum(q.log_prob(z), event_ndim)",
+      "elbo (mc): + log q instead of - log q", ESTIMATORS),
+    m("est-elbo-mc-prior", EST, "log_ratio = log_ratio + _event_sum(prior.log_prob(z), event_ndim)",
+      "log_ratio = log_ratio - _event_sum(prior.log_prob(z), event_ndim)",
+      "elbo (mc): - log p(z) instead of + log p(z)", ESTIMATORS),
+    m("est-loo", EST, "baseline = (f.sum(axis=0, keepdims=True) - f) / (s - 1)",
+      "baseline = f.mean(axis=0, keepdims=True)",
+      "score function 'loo': mean of all samples, own included (biased)", ESTIMATORS),
+    m("est-baseline-sign", EST, "centred = f if baseline is None else f - unwrap(baseline)",
+      "centred = f if baseline is None else f + unwrap(baseline)",
+      "score function: f + b instead of f - b", ESTIMATORS),
+
+    # =========================================================================================
+    # tinydgm/models/vae.py
+    # =========================================================================================
+    m("vae-iwae-log-2pi", VAE_PY, "td.sum(-0.5 * z * z, axis=-1) - 0.5 * self.z_dim * LOG_2PI",
+      "td.sum(-0.5 * z * z, axis=-1)",
+      "VAE.iwae_bound: the -0.5*z_dim*LOG_2PI constant of log N(z;0,I) dropped", VAE),
+    m("vae-iwae-log-k", VAE_PY, "td.logsumexp(log_px + log_pz - log_qz, axis=0) - math.log(k)",
+      "td.logsumexp(log_px + log_pz - log_qz, axis=0)",
+      "VAE.iwae_bound: - log k dropped", VAE),
+    m("vae-iwae-q-sign", VAE_PY, "log_px + log_pz - log_qz", "log_px + log_pz + log_qz",
+      "VAE.iwae_bound: log w = log p + log q", VAE),
+    m("vae-elbo-kl-sign", VAE_PY, "return log_px - td.sum(kl_standard_normal(q), axis=-1)",
+      "return log_px + td.sum(kl_standard_normal(q), axis=-1)",
+      "VAE.elbo: + KL instead of - KL", VAE),
+    m("vae-elbo-no-noise", VAE_PY, "z = q.rsample(rng=rng)", "z = q.loc",
+      "VAE.elbo: z = mu, no sampling (a deterministic autoencoder)", VAE),
+
+    # =========================================================================================
+    # tinydgm/models/vae_by_hand.py
+    # =========================================================================================
+    m("hand-dl-sign", HAND, "dl -= x", "dl += x",
+      "by hand: d[-log p(x|z)]/dl = sigmoid(l) + x", VAE),
+    m("hand-kl-mu", HAND, "np.multiply(mu, 1.0 / B, out=dmu)", "np.multiply(mu, 0.0, out=dmu)",
+      "by hand: dKL/dmu = mu dropped", VAE),
+    m("hand-kl-logvar", HAND, "dlogvar *= 0.5 / B", "dlogvar *= 1.0 / B",
+      "by hand: dKL/dlogvar = sigma^2 - 1 (the 1/2 dropped)", VAE),
+    m("hand-reparam-half", HAND, "tmp *= 0.5 ", "tmp *= 1.0 ",
+      "by hand: dz/dlogvar = eps sigma (the 1/2 dropped)", VAE),
+    m("hand-tanh", HAND, "np.subtract(1.0, out, out=out)", "np.subtract(1.0, h, out=out)",
+      "by hand: d tanh = 1 - h instead of 1 - h^2", VAE),
+    m("hand-backprop-weight", HAND, 'np.matmul(d_out, work["params"][f"W{k}"].T, out=d_in)',
+      "np.matmul(d_out, W.T, out=d_in)",
+      "by hand: dL/dx = dL/dout (dL/dW)^T, the gradient in place of the weight", VAE),
+    m("hand-kl-value", HAND, "mu * mu + var - logvar - 1.0", "mu * mu + var - 1.0",
+      "by hand: the loss's KL value without - log sigma^2", VAE),
+    m("hand-adam-bias", HAND, "step = self.lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)",
+      "step = self.lr * np.sqrt(1 - b2 ** self.t)",
+      "by hand Adam: no first-moment bias correction", VAE),
+
+    # =========================================================================================
+    # tinydgm/models/wake_sleep.py
+    # =========================================================================================
+    m("ws-omega-plus", WS, "log_w = log_p.data - log_q.data\n        omega",
+      "log_w = log_p.data + log_q.data\n        omega",
+      "RWS: importance weights from log p + log q instead of log p - log q", WAKE_SLEEP),
+    m("ws-omega-uniform", WS, "objective = objective + td.sum(log_p * omega) / n",
+      "objective = objective + td.sum(log_p * (1.0 / len(omega))) / n",
+      "RWS p-update ignores the weights: uniform 1/k", WAKE_SLEEP),
+    m("ws-omega-axis", WS, "omega /= omega.sum(0, keepdims=True)", "omega /= omega.sum(1, keepdims=True)",
+      "RWS: weights normalised over the batch, not the k samples", WAKE_SLEEP),
+    m("ws-delta-sign", WS, "delta = outputs - sigmoid(logits)", "delta = sigmoid(logits) - outputs",
+      "delta rule: predicted probability - sample (sign)", WAKE_SLEEP),
+    m("ws-delta-scale", WS, "delta *= scale", "delta *= 1",
+      "delta rule: the scale c (1/n or omega/n) ignored", WAKE_SLEEP),
+    m("ws-prior-delta", WS, "delta = (s[-1] - sigmoid(prior)) * c", "delta = s[-1] * c",
+      "wake by hand: the prior's delta misses - sigmoid(b)", WAKE_SLEEP),
+    m("ws-sleep-phase", WS, "return td.mean(self.log_q(hs, x))", "return td.mean(self.log_joint(x, hs))",
+      "sleep phase ascends log p(x~, h~) instead of log q(h~|x~)", WAKE_SLEEP),
+    m("ws-log-bernoulli-sign", WS, "z = logits * (1 - 2 * s)", "z = logits * (2 * s - 1)",
+      "log_bernoulli_sum: log p(1 - s) instead of log p(s)", WAKE_SLEEP),
+    m("ws-log-bernoulli-1p", WS, "    z += 1 ", "    z += 0 ",
+      "log_bernoulli_sum: log e^z instead of log(1 + e^z)", WAKE_SLEEP),
+    m("ws-sigmoid", WS, "p = _xp(a).multiply(a, 0.5)", "p = _xp(a).multiply(a, 1.0)",
+      "sigmoid(a) = (1 + tanh(a))/2, the a/2 lost", WAKE_SLEEP),
+    m("ws-iwae-log-k", WS, "return td.logsumexp(log_w, axis=0) - math.log(k)", "return td.logsumexp(log_w, axis=0)",
+      "HelmholtzMachine.iwae_bound: - log k dropped", WAKE_SLEEP),
+    m("ws-log-weights-q", WS, "log_w -= log_bernoulli_sum(", "log_w += log_bernoulli_sum(",
+      "log_weights (arrays): + log q instead of - log q", WAKE_SLEEP),
+    m("ws-log-joint-prior", WS, "total = td.sum(td.bernoulli_log_prob(self.prior, s[-1]), axis=-1)", "total = 0",
+      "log_joint: the prior p(h_L) dropped", WAKE_SLEEP),
+    m("ws-rws-bound", WS, ".exp(log_w - m).mean(0))", ".exp(log_w - m).sum(0))",
+      "reweighted_step's reported L_k: - log k dropped", WAKE_SLEEP),
+
+    # =========================================================================================
+    # tinydgm/models/hmm.py
+    # =========================================================================================
+    m("hmm-trans-axis0", HMM_PY, "trans = counts.trans / counts.trans.sum(axis=1, keepdims=True)",
+      "trans = counts.trans / counts.trans.sum(axis=0, keepdims=True)",
+      "m_step: transition counts normalised over axis 0 (columns)", HMM),
+    m("hmm-keep-start", HMM_PY, "start = counts.start / counts.start.sum()", "start = hmm.start",
+      "m_step: initial distribution not re-estimated (keeps hmm.start)", HMM),
+    m("hmm-forward-trans", HMM_PY, "a = (alpha[t - 1] @ trans) * b[t]", "a = (alpha[t - 1] @ trans.T) * b[t]",
+      "forward: alpha_{t-1} A^T", HMM),
+    m("hmm-backward-trans", HMM_PY, "(nxt[t + 1] * beta[t + 1]) @ trans.T", "(nxt[t + 1] * beta[t + 1]) @ trans",
+      "backward: beta_t = A^T (b beta)_{t+1}", HMM),
+    m("hmm-forward-start", HMM_PY, "a = start * b[0]", "a = b[0] / len(start)",
+      "forward: starts from a uniform pi", HMM),
+    m("hmm-xi", HMM_PY, "xi = trans * (alpha", "xi = (alpha",
+      "xi: the factor A_ij dropped", HMM),
+    m("hmm-loglik-shift", HMM_PY, "np.log(c)[..., 0].sum(axis=0) + (shift[bk.words] * bk.mask).sum(axis=0)",
+      "np.log(c)[..., 0].sum(axis=0)",
+      "log p(x): the emission scaling s(x_t) not added back", HMM),
+    m("hmm-direct-start", HMM_PY, "g_start = counts.start - counts.start.sum() * hmm.start", "g_start = counts.start",
+      "direct gradient for log pi: expected term - N pi dropped", HMM),
+    m("hmm-direct-trans", HMM_PY,
+      "g_trans = counts.trans - counts.trans.sum(axis=1, keepdims=True) * hmm.trans",
+      "g_trans = counts.trans - counts.trans.sum(axis=0, keepdims=True) * hmm.trans",
+      "direct gradient for log A: e(i) summed over the wrong axis", HMM),
+    m("hmm-direct-kappa", HMM_PY, "- 2 * kappa * theta", "- kappa * theta",
+      "direct gradient: penalty gradient kappa theta instead of 2 kappa theta", HMM),
+    m("hmm-engine-axis", HMM_PY, "td.logsumexp(td.reshape(alpha, (K, 1)) + log_trans, axis=0)",
+      "td.logsumexp(td.reshape(alpha, (K, 1)) + log_trans, axis=1)",
+      "engine forward: log-sum over the next state instead of the previous", HMM),
+    m("hmm-multinomial-ravel", HMM_PY, "w = np.log(multinomial_m_step(counts.emit)).ravel()",
+      "w = np.log(multinomial_m_step(counts.emit)).T.ravel()",
+      "multinomial m_step: weights flattened z-major instead of x-major", HMM),
+
+    # =========================================================================================
+    # tinydgm/models/loglinear.py
+    # =========================================================================================
+    m("ll-keep-prior", LL, "return Mixture(np.log(e_z / e_z.sum()), w, model.F)",
+      "return Mixture(model.log_prior, w, model.F)",
+      "mixture m_step: p(z) not re-estimated (keeps model.log_prior)", LOGLINEAR),
+    m("ll-grad-sign", LL, "counts - np.exp(log_p) * counts.sum(axis=0)", "np.exp(log_p) * counts.sum(axis=0) - counts",
+      "feature_gradient: expected - observed (sign)", LOGLINEAR),
+    m("ll-grad-expected", LL, "counts - np.exp(log_p) * counts.sum(axis=0)", "counts - np.exp(log_p)",
+      "feature_gradient: expected term not weighted by e(z)", LOGLINEAR),
+    m("ll-log-conditional-axis", LL, "return s - logsumexp(s, axis=0, keepdims=True)",
+      "return s - logsumexp(s, axis=1, keepdims=True)",
+      "log_conditional: normalised over z instead of x", LOGLINEAR),
+    m("ll-e-step-axis", LL, "q = np.exp(lj - logsumexp(lj, axis=1, keepdims=True))",
+      "q = np.exp(lj - logsumexp(lj, axis=0, keepdims=True))",
+      "e_step: posteriors normalised over the examples instead of z", LOGLINEAR),
+    m("ll-e-step-counts", LL, "np.add.at(counts, x, q)", "counts[x] += q",
+      "e_step: repeated words overwrite their counts instead of adding", LOGLINEAR),
+    m("ll-m-step-kappa", LL, "grad = feature_gradient(counts, log_p, F) - 2 * kappa * w",
+      "grad = feature_gradient(counts, log_p, F) - kappa * w",
+      "M-step gradient: penalty kappa w instead of 2 kappa w", LOGLINEAR),
+    m("ll-expected-features", LL, "F[z::n_states].T @ p[:, z]", "F[z::n_states].T @ p[:, 0]",
+      "expected_features: every z uses p(.|z=0)", LOGLINEAR),
+    m("ll-multinomial-axis", LL, "return counts / counts.sum(axis=0, keepdims=True)",
+      "return counts / counts.sum(axis=1, keepdims=True)",
+      "multinomial_m_step: counts normalised over z instead of x", LOGLINEAR),
+
+    # =========================================================================================
+    # tinydgm/optim.py
+    # =========================================================================================
+    m("optim-adam-c1", OPTIM_PY, "c1, c2 = 1 - b1 ** t, math.sqrt(1 - b2 ** t)", "c1, c2 = 1, math.sqrt(1 - b2 ** t)",
+      "Adam: no first-moment bias correction", OPTIM),
+    m("optim-adam-c2", OPTIM_PY, "c1, c2 = 1 - b1 ** t, math.sqrt(1 - b2 ** t)", "c1, c2 = 1 - b1 ** t, 1.0",
+      "Adam: no second-moment bias correction", OPTIM),
+    m("optim-adam-m-rate", OPTIM_PY, "buf *= 1 - b1", "buf *= b1",
+      "Adam: m moves by b1 (g - m) instead of (1 - b1)(g - m)", OPTIM),
+    m("optim-sgd-sign", OPTIM_PY, "p.data -= self.lr * p.grad", "p.data += self.lr * p.grad",
+      "SGD ascends (sign)", OPTIM),
+    m("optim-sgd-momentum", OPTIM_PY, "v *= self.momentum", "v *= 1 - self.momentum",
+      "SGD momentum: velocity decays by 1 - momentum", OPTIM),
+    m("optim-clip-norm", OPTIM_PY, "p.grad = p.grad * (max_norm / norm)", "p.grad = p.grad * (norm / max_norm)",
+      "clip_grad_norm scales by norm / max_norm", OPTIM),
+
+    # =========================================================================================
+    # tinydgm/metrics.py
+    # =========================================================================================
+    m("metrics-iw-log-c", METRICS_PY, "bound = m + np.log(np.exp(parts - m).mean(0))",
+      "bound = m + np.log(np.exp(parts - m).sum(0))",
+      "iw_nll: chunks combined without - log C", METRICS),
+    m("metrics-iw-mean-chunks", METRICS_PY, "bound = m + np.log(np.exp(parts - m).mean(0))", "bound = parts.mean(0)",
+      "iw_nll: mean of the chunk bounds (L_chunk, not L_k)", METRICS),
+    m("metrics-active-axis", METRICS_PY, "mu.var(axis=0) > threshold", "mu.var(axis=1) > threshold",
+      "active_units: variance over units instead of over x", METRICS),
+    m("metrics-active-std", METRICS_PY, "mu.var(axis=0) > threshold", "mu.std(axis=0) > threshold",
+      "active_units: standard deviation compared with the threshold", METRICS),
+    m("metrics-log-mean-exp", METRICS_PY, "np.exp(a - m).mean(axis, keepdims=True)", "np.exp(a - m).sum(axis, keepdims=True)",
+      "metrics.log_mean_exp: log-sum-exp", METRICS),
+
+    # =========================================================================================
+    # tinydgm/tagging_metrics.py
+    # =========================================================================================
+    m("tag-m1-axis", TAG, "n.max(axis=1).sum() / n.sum()", "n.max(axis=0).sum() / n.sum()",
+      "many-to-one: each tag mapped to its best state (the wrong direction)", TAGGING),
+    m("tag-1to1-minimise", TAG, "linear_sum_assignment(n, maximize=True)", "linear_sum_assignment(n)",
+      "one-to-one: the worst assignment (minimised)", TAGGING),
+    m("tag-vm-homogeneity", TAG, "1 - (h_joint - h_s) / h_g", "1 - (h_joint - h_g) / h_g",
+      "V-measure: homogeneity uses H(S|G) instead of H(G|S)", TAGGING),
+    m("tag-vm-harmonic", TAG, "2 * homogeneity * completeness / (homogeneity + completeness)",
+      "(homogeneity + completeness) / 2",
+      "V-measure: arithmetic instead of harmonic mean", TAGGING),
+]
+
+
+# =============================================================================================
+# Checking, copying, running
+# =============================================================================================
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COPIED = ("tinydgm", "tests", "setup.cfg", "pyproject.toml")
+LINKED = ("data",)
+
+
+def staleness(mut, root=ROOT):
+    """None if the mutation applies (its original text occurs exactly once), else why not."""
+    path = os.path.join(root, mut.path)
+    if not os.path.exists(path):
+        return f"{mut.path} does not exist"
+    if mut.old == mut.new:
+        return "replacement equals the original"
+    with open(path, encoding="utf-8") as f:
+        n = f.read().count(mut.old)
+    return None if n == 1 else f"original text found {n} times in {mut.path}"
+
+
+def test_paths(mut, override, root=ROOT):
+    """The tests to run for `mut` that exist (node ids kept whole), and those missing."""
+    tests = override or mut.tests
+    have = [t for t in tests if os.path.exists(os.path.join(root, t.split("::")[0]))]
+    return have, [t for t in tests if t not in have]
+
+
+def module_name(path):
+    return path[:-3].replace("/", ".")
+
+
+def environment(copy):
+    env = dict(os.environ, PYTHONPATH=copy, PYTHONDONTWRITEBYTECODE="1")
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[k] = "1"
+    env.pop("TINYDGM_BACKEND", None)
+    return env
+
+
+def make_copy(parent, i):
+    """A private copy of the repository's code and tests, with data/ linked."""
+    copy = os.path.join(parent, f"worker{i}")
+    os.makedirs(copy)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
+    for name in COPIED:
+        src = os.path.join(ROOT, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(copy, name), ignore=ignore)
+        elif os.path.exists(src):
+            shutil.copy2(src, os.path.join(copy, name))
+    for name in LINKED:
+        if os.path.exists(os.path.join(ROOT, name)):
+            os.symlink(os.path.join(ROOT, name), os.path.join(copy, name))
+    return copy
+
+
+def run(cmd, copy, timeout):
+    """(returncode or None on timeout, output, seconds) of cmd run in `copy`."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=copy, env=environment(copy), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)           # pytest and anything it started, nothing else
+        out, _ = p.communicate()
+        rc = None
+    return rc, out, time.perf_counter() - t0
+
+
+def pytest_cmd(tests):
+    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rfE", *tests]
+
+
+def first_failure(output):
+    """The node id of the first FAILED/ERROR line of pytest's short summary."""
+    for line in output.splitlines():
+        hit = re.match(r"(FAILED|ERROR) (\S+)", line)
+        if hit:
+            return hit.group(2)
+    return ""
+
+
+def check_import(copy):
+    """The copy's `tinydgm` must be the one imported (not the working tree's)."""
+    rc, out, _ = run([sys.executable, "-c", "import tinydgm; print(tinydgm.__file__)"], copy, 120)
+    where = out.strip().splitlines()[-1] if out.strip() else ""
+    if rc != 0 or not os.path.realpath(where).startswith(os.path.realpath(copy) + os.sep):
+        sys.exit(f"mutate: `import tinydgm` in the copy gives {where or out!r}, not {copy}/tinydgm")
+    return where
+
+
+Result = collections.namedtuple("Result", "mutation result caught_by seconds note")
+
+
+def try_mutation(mut, copy, tests, timeout):
+    """Apply `mut` in `copy`, run its tests, restore the file; a Result."""
+    path = os.path.join(copy, mut.path)
+    with open(path, encoding="utf-8") as f:
+        original = f.read()
+    if original.count(mut.old) != 1:
+        return Result(mut, "stale", "", 0.0, "original text not found once in the copy")
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(original.replace(mut.old, mut.new))
+        rc, out, _ = run([sys.executable, "-c", f"import {module_name(mut.path)}"], copy, 120)
+        if rc != 0:
+            return Result(mut, "error", "", 0.0, "mutated module does not import: " + out.strip().splitlines()[-1][:120])
+        rc, out, seconds = run(pytest_cmd(tests), copy, timeout)
+    finally:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(original)
+    if rc is None:
+        return Result(mut, "caught (timeout)", first_failure(out), seconds, f"timed out after {timeout} s")
+    if rc == 0:
+        return Result(mut, "SURVIVED", "", seconds, "")
+    if rc in (1, 2):                              # a failed test, or a collection error the mutation caused
+        return Result(mut, "caught", first_failure(out) or f"pytest exit {rc}", seconds, "")
+    tail = out.strip().splitlines()[-1][:120] if out.strip() else ""
+    return Result(mut, "error", "", seconds, f"pytest exit {rc}: {tail}")
+
+
+def baseline(copies, tests, timeout):
+    """Run the selected tests unmutated, split over the copies; None if they pass, else the output."""
+    chunks = [tests[i::len(copies)] for i in range(len(copies))]
+    outs = [None] * len(copies)
+
+    def work(i):
+        if chunks[i]:
+            outs[i] = run(pytest_cmd(chunks[i]), copies[i], timeout * max(1, len(chunks[i])))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(copies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bad = [o for o in outs if o is not None and o[0] != 0]
+    return None if not bad else "\n".join(("(timed out)\n" if o[0] is None else "") + o[1] for o in bad)
+
+
+# =============================================================================================
+# Report
+# =============================================================================================
+
+def cell(s):
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def report(results, missing, header):
+    lines = [header, "", "| id | file | description | result | caught by | s |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        by = r.caught_by if r.caught_by else r.note
+        if r.caught_by and r.note:
+            by = f"{r.caught_by} ({r.note})"
+        lines.append(f"| {cell(r.mutation.id)} | {cell(r.mutation.path)} | {cell(r.mutation.description)} | "
+                     f"{cell(r.result)} | {cell(by)} | {r.seconds:.1f} |")
+    counts = collections.Counter(r.result.split(" ")[0] for r in results)
+    lines += ["", "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f", {len(results)} in all."]
+    if missing:
+        lines += ["", "Test files named in the list but not found (skipped): " + ", ".join(sorted(missing)) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def print_list(selected, override):
+    bad = 0
+    for mut in selected:
+        why = staleness(mut)
+        bad += why is not None
+        tests, missing = test_paths(mut, override)
+        print(f"{mut.id:28} {mut.path:32} {'STALE: ' + why if why else 'ok'}")
+        print(f"    {mut.description}")
+        print(f"    - {mut.old!r}\n    + {mut.new!r}")
+        print(f"    tests: {' '.join(tests)}" + (f"  (missing: {' '.join(missing)})" if missing else ""))
+    print(f"\n{len(selected)} mutations, {bad} stale")
+    return 1 if bad else 0
+
+
+def select(args):
+    chosen = MUTATIONS
+    if args.only:
+        ids = [s for part in args.only for s in part.split(",") if s]
+        unknown = set(ids) - {mut.id for mut in MUTATIONS}
+        if unknown:
+            sys.exit(f"mutate: no mutation with id {', '.join(sorted(unknown))}")
+        chosen = [mut for mut in chosen if mut.id in ids]
+    if args.k:
+        chosen = [mut for mut in chosen if args.k in mut.id or args.k in mut.path]
+    return chosen
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=2, help="mutations run at once (default 2, one per core)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per mutation (default 300)")
+    p.add_argument("--out", default="mutation-report.md", help="markdown report (default mutation-report.md)")
+    p.add_argument("--only", action="append", metavar="ID[,ID]", help="run only these mutations")
+    p.add_argument("-k", metavar="SUBSTRING", help="run only mutations whose id or path contains SUBSTRING")
+    p.add_argument("--tests", nargs="+", metavar="TEST", help="run these tests for every mutation instead of its own")
+    p.add_argument("--list", action="store_true", help="print the mutations and whether each applies")
+    args = p.parse_args(argv)
+    ids = [mut.id for mut in MUTATIONS]
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        sys.exit(f"mutate: duplicate ids {sorted(dup)}")
+    selected = select(args)
+    if args.list:
+        return print_list(selected, args.tests)
+    if not selected:
+        sys.exit("mutate: no mutation selected")
+
+    results, todo, missing = {}, [], set()
+    for mut in selected:
+        why = staleness(mut)
+        tests, gone = test_paths(mut, args.tests)
+        missing.update(gone)
+        if why:
+            results[mut.id] = Result(mut, "stale", "", 0.0, why)
+        elif not tests:
+            results[mut.id] = Result(mut, "error", "", 0.0, "none of its test files exist")
+        else:
+            todo.append((mut, tests))
+    for name in sorted(missing):
+        print(f"mutate: {name} is named in the list but does not exist; skipped", file=sys.stderr)
+
+    parent = tempfile.mkdtemp(prefix="tinydgm-mutate-")
+    try:
+        copies = [make_copy(parent, i) for i in range(max(1, min(args.jobs, len(todo) or 1)))]
+        for copy in copies:
+            where = check_import(copy)
+        print(f"mutate: {len(copies)} copies under {parent}; tinydgm imported from {where}", file=sys.stderr)
+        all_tests = sorted({t for _, tests in todo for t in tests})
+        if all_tests:
+            print(f"mutate: baseline, {len(all_tests)} test paths unmutated ...", file=sys.stderr)
+            failed = baseline(copies, all_tests, args.timeout)
+            if failed:
+                print(failed[-6000:], file=sys.stderr)
+                print("mutate: the unmutated tests fail in the copy; fix that first (no mutation run)", file=sys.stderr)
+                return 2
+
+        free = queue.Queue()
+        for copy in copies:
+            free.put(copy)
+        lock, done = threading.Lock(), [0]
+
+        def work(item):
+            mut, tests = item
+            copy = free.get()
+            try:
+                r = try_mutation(mut, copy, tests, args.timeout)
+            finally:
+                free.put(copy)
+            with lock:
+                done[0] += 1
+                results[mut.id] = r
+                print(f"[{done[0]}/{len(todo)}] {mut.id}: {r.result} {r.caught_by or r.note} ({r.seconds:.0f} s)",
+                      file=sys.stderr, flush=True)
+
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(len(copies)) as pool:
+            list(pool.map(work, todo))
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+    ordered = [results[mut.id] for mut in selected]
+    header = (f"# Mutation check, {time.strftime('%Y-%m-%d %H:%M')}\n\n"
+              f"`python scripts/mutate.py {' '.join(argv if argv is not None else sys.argv[1:])}`")
+    text = report(ordered, missing, header)
+    print(text)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"mutate: report written to {args.out}", file=sys.stderr)
+    return 1 if any(r.result in ("SURVIVED", "stale", "error") for r in ordered) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

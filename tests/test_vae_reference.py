@@ -1,0 +1,129 @@
+"""The VAE's bounds against references built from other parts: the IWAE bound from the
+distributions' own log_probs and `estimators.iwae_bound` on the same draws, L_1 = the ELBO in
+expectation, and L_k -> log p(x) by quadrature for a one-dimensional z.  All in float64."""
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+
+import tinydgm as td
+from tinydgm.distributions import Bernoulli, Normal
+from tinydgm.estimators import iwae_bound
+from tinydgm.models.vae import VAE
+
+
+def perturbed_model(seed, x_dim=12, hidden=(8,), z_dim=3, decoder_scale=1.0):
+    """A small float64 VAE moved away from its init, so q(z|x) is neither N(0, I) nor the posterior."""
+    rng = np.random.default_rng(100 + seed)
+    model = VAE(x_dim=x_dim, hidden=hidden, z_dim=z_dim, rng=np.random.default_rng(seed), dtype=np.float64)
+    for p in model.encoder.parameters():
+        p.data += 0.3 * rng.standard_normal(p.shape)
+    for p in model.decoder.parameters():
+        p.data *= decoder_scale
+    return model
+
+
+def binary(seed, n, d):
+    return (np.random.default_rng(seed).random((n, d)) < 0.4).astype(np.float64)
+
+
+def reference_log_weights(model, x, eps):
+    """log w_j = log p(x|z_j) + log N(z_j; 0, I) - log q(z_j|x),  z_j = mu + sigma * eps_j."""
+    q = model.encode(x)
+    z = q.loc + q.scale * eps                                                  # (k, B, z_dim)
+    prior = Normal(np.zeros(model.z_dim), np.ones(model.z_dim))
+    log_px = Bernoulli(logits=model.decoder(z)).log_prob(np.broadcast_to(x, z.shape[:-1] + x.shape[-1:]))
+    return td.sum(log_px, axis=-1) + td.sum(prior.log_prob(z), axis=-1) - td.sum(q.log_prob(z), axis=-1)
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_iwae_bound_equals_the_reference_on_the_same_draws(k):
+    """VAE.iwae_bound = estimators.iwae_bound(log w) with w from Normal/Bernoulli.log_prob, value and
+    gradient, to 1e-10: the draws are z = mu + sigma * eps, eps = the generator's (k, B, z_dim) normals."""
+    model = perturbed_model(0)
+    x = binary(1, 5, 12)
+    bound = model.iwae_bound(x, k, rng=np.random.default_rng(2))
+    eps = np.random.default_rng(2).standard_normal((k, 5, 3))
+    reference = iwae_bound(reference_log_weights(model, x, eps), axis=0)
+    assert bound.shape == reference.shape == (5,)
+    np.testing.assert_allclose(bound.data, reference.data, rtol=1e-10, atol=1e-10)
+
+    params = model.parameters()
+    td.sum(bound).backward()
+    ours = [p.grad.copy() for p in params]
+    model.zero_grad()
+    td.sum(reference).backward()
+    for p, g in zip(params, ours):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_iwae_bound_by_hand_for_one_image():
+    """The same bound written out with scipy.stats for a single image and k = 3 (no engine on the reference side)."""
+    model = perturbed_model(1)
+    x = binary(3, 1, 12)
+    eps = np.random.default_rng(4).standard_normal((3, 1, 3))
+    with td.no_grad():
+        q = model.encode(x)
+        mu, sigma = q.loc.data[0], q.scale.data[0]
+        z = mu + sigma * eps[:, 0]                                                   # (3, z_dim)
+        logits = model.decoder(td.tensor(z)).data
+        bound = model.iwae_bound(x, 3, rng=np.random.default_rng(4)).data[0]
+    log_w = (scipy.stats.bernoulli.logpmf(x[0], scipy.special.expit(logits)).sum(-1)
+             + scipy.stats.norm.logpdf(z).sum(-1) - scipy.stats.norm.logpdf(z, mu, sigma).sum(-1))
+    assert bound == pytest.approx(scipy.special.logsumexp(log_w) - np.log(3), rel=1e-10)
+
+
+def test_l1_is_the_elbo_in_expectation():
+    """E[L_1] = ELBO = E_q[log p(x|z)] - KL(q || N(0, I)), per image, within 5 standard errors.
+
+    Both are drawn on the same z (the same seed): their difference log p(z) - log q(z) + KL has mean 0,
+    and SE = its sample standard deviation / sqrt(N).  A density constant dropped from either side
+    moves the mean by hundreds of SEs."""
+    model = perturbed_model(2)
+    n, b = 4000, 4
+    x = np.tile(binary(5, b, 12), (n, 1))                                           # N draws per image
+    with td.no_grad():
+        l1 = model.iwae_bound(x, 1, rng=np.random.default_rng(6)).data.reshape(n, b)
+        elbo = model.elbo(x, rng=np.random.default_rng(6)).data.reshape(n, b)
+    d = l1 - elbo
+    se = d.std(axis=0, ddof=1) / np.sqrt(n)
+    assert np.all(se > 0) and np.all(se < 0.05)
+    assert np.all(np.abs(d.mean(axis=0)) <= 5 * se), (d.mean(axis=0), se)
+
+
+# ---------------------------------------------------------------- L_k -> log p(x), z_dim = 1
+
+def log_marginal_by_quadrature(model, x, lo=-12.0, hi=12.0, n=24001):
+    """log p(x) = log integral of p(x|z) N(z; 0, 1) dz by the trapezoid rule on a grid (z_dim = 1)."""
+    z = np.linspace(lo, hi, n)
+    with td.no_grad():
+        logits = model.decoder(td.tensor(z[:, None])).data                          # (n, x_dim)
+    log_px = (x[None] * logits[:, None] - np.logaddexp(0, logits[:, None])).sum(-1)  # (n, B)
+    w = np.full(n, z[1] - z[0])
+    w[[0, -1]] /= 2
+    return scipy.special.logsumexp(log_px + scipy.stats.norm.logpdf(z)[:, None] + np.log(w)[:, None], axis=0)
+
+
+def test_iwae_bound_approaches_log_px_from_below():
+    """Burda et al. 2016, Thm. 1: E[L_1] <= E[L_10] <= E[L_100] <= E[L_1000] <= log p(x), and L_k -> log p(x).
+
+    log p(x) by quadrature over z (z_dim = 1; decoder weights tripled so the posterior is narrow
+    and off q).  Each mean is over R draws of L_k per image; SE = sample sd / sqrt(R)."""
+    model = perturbed_model(0, x_dim=20, hidden=(8,), z_dim=1, decoder_scale=3.0)
+    x = binary(1, 3, 20)
+    log_px = log_marginal_by_quadrature(model, x)
+    np.testing.assert_allclose(log_marginal_by_quadrature(model, x, -14, 14, 14001), log_px, atol=1e-9)
+    rng = np.random.default_rng(0)
+    means, ses = [], []
+    for k, reps in [(1, 2000), (10, 1000), (100, 300), (1000, 300)]:
+        with td.no_grad():
+            lk = model.iwae_bound(np.tile(x, (reps, 1)), k, rng=rng).data.reshape(reps, 3)
+        means.append(lk.mean(axis=0))
+        ses.append(lk.std(axis=0, ddof=1) / np.sqrt(reps))
+    means, ses = np.array(means), np.array(ses)                                     # (4 values of k, 3 images)
+    assert np.all(means[0] < log_px - 0.5)                                          # the gap is real at k = 1
+    for i in range(3):                                                              # increasing in k, within SE
+        assert np.all(means[i + 1] - means[i] > -5 * np.hypot(ses[i], ses[i + 1])), (i, means, ses)
+    assert np.all(means <= log_px + 5 * ses), (means - log_px, ses)
+    assert np.all(np.abs(means[3] - log_px) <= 5 * ses[3] + 0.005), (means[3] - log_px, ses[3])
+    assert np.all(ses[3] < 0.01)                                                    # so the last check is tight
