@@ -1,5 +1,5 @@
 """`python scripts/bench.py engine`: one VAE training step written with tinydgm ops, against the
-same step derived by hand in plain NumPy (tinydgm.models.vae_by_hand) and, where installed, PyTorch.
+same step derived by hand in plain NumPy (tinydgm.models.vae.by_hand) and, where installed, PyTorch.
 
 Workload: encoder 784-200-200-(2x50) giving mu and log sigma^2, decoder 50-200-200-784, tanh,
 Bernoulli log-likelihood from logits, closed-form KL, Adam, float32.  The three steps run

@@ -1,4 +1,4 @@
-"""One VAE training step: the VAE class on the engine vs the hand-derived NumPy step (vae_by_hand).
+"""One VAE training step: the VAE class on the engine vs the hand-derived NumPy step (tinydgm.models.vae.by_hand).
 
     python scripts/bench.py vae [--batch 100 1000] [--steps 50] [--rounds 7] [--device cpu|cuda]
 

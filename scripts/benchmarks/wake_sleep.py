@@ -1,5 +1,5 @@
 """One wake+sleep step of a Helmholtz machine: the engine (`wake_sleep_step`) vs the delta rule by hand
-(`wake_sleep_step_by_hand`, plain NumPy), both from tinydgm/models/wake_sleep.py.
+(`wake_sleep_step_by_hand`, plain NumPy), from tinydgm/models/wake_sleep/model.py and by_hand.py.
 
     python scripts/bench.py wake-sleep [--threads 1] [--layers 200,200] [--batch 25 100] [--images 5000] [--rounds 7]
                                        [--device cpu|cuda]
