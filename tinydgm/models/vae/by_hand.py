@@ -1,4 +1,4 @@
-"""The VAE's gradient derived by hand, in plain NumPy: no engine (Kingma & Welling 2013, App. B/C).
+"""The VAE's gradient derived by hand, in plain NumPy (Kingma & Welling 2013, App. B/C); the step is the engine's Adam.
 
 One stochastic layer, tanh MLPs, as on the slides:
 
