@@ -14,7 +14,8 @@ once: the code moved) or error.  The working tree is never modified.
 
 The list was written from the source's mathematics, before the tests meant to catch it
 (issue 17, item 4), and committed first.  Exit status: 0 when every mutation is caught, 1 when one
-survives, is stale or errs, 2 when the unmutated tests fail in the copy.
+survives, is stale or errs, 2 when the unmutated tests fail in the copy, 130 when interrupted
+(SIGINT, SIGTERM, SIGHUP: the copies are removed and their tests killed).
 """
 import argparse
 import collections
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 Mutation = collections.namedtuple("Mutation", "id path old new description tests")
 
@@ -480,19 +482,49 @@ def make_copy(parent, i):
     return copy
 
 
+_LIVE, _LIVE_LOCK, _STOPPING = set(), threading.Lock(), threading.Event()
+
+
 def run(cmd, copy, timeout):
     """(returncode or None on timeout, output, seconds) of cmd run in `copy`."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=copy, env=environment(copy), stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    with _LIVE_LOCK:
+        if _STOPPING.is_set():
+            raise KeyboardInterrupt("mutate: stopping")
+        p = subprocess.Popen(cmd, cwd=copy, env=environment(copy), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        _LIVE.add(p)
     try:
         out, _ = p.communicate(timeout=timeout)
         rc = p.returncode
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)           # pytest and anything it started, nothing else
+        _kill(p)
         out, _ = p.communicate()
         rc = None
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(p)
     return rc, out, time.perf_counter() - t0
+
+
+def _kill(p):
+    """Kill the process group of one run: pytest and anything it started, nothing else."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop_children():
+    """On interruption: no new runs, and the running ones killed (they live in their own sessions)."""
+    with _LIVE_LOCK:
+        _STOPPING.set()
+        for p in list(_LIVE):
+            _kill(p)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"mutate: signal {signum}")
 
 
 def pytest_cmd(tests):
@@ -651,6 +683,8 @@ def main(argv=None):
     for name in sorted(missing):
         print(f"mutate: {name} is named in the list but does not exist; skipped", file=sys.stderr)
 
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     parent = tempfile.mkdtemp(prefix="tinydgm-mutate-")
     try:
         copies = [make_copy(parent, i) for i in range(max(1, min(args.jobs, len(todo) or 1)))]
@@ -684,10 +718,14 @@ def main(argv=None):
                 print(f"[{done[0]}/{len(todo)}] {mut.id}: {r.result} {r.caught_by or r.note} ({r.seconds:.0f} s)",
                       file=sys.stderr, flush=True)
 
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(len(copies)) as pool:
+        pool = ThreadPoolExecutor(len(copies))
+        try:
             list(pool.map(work, todo))
+        finally:
+            stop_children()
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
+        stop_children()                    # SIGTERM or ^C: no pytest left running in a removed copy
         shutil.rmtree(parent, ignore_errors=True)
 
     ordered = [results[mut.id] for mut in selected]
@@ -702,4 +740,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:
+        print(f"{e or 'mutate: interrupted'}; copies removed, no test left running", file=sys.stderr)
+        sys.exit(130)
