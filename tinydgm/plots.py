@@ -5,6 +5,8 @@ Every function takes NumPy arrays, writes one PNG and returns its path.
 """
 import math
 
+from tinydgm.errors import UserError
+
 
 def available():
     try:
@@ -12,6 +14,12 @@ def available():
         return True
     except ImportError:
         return False
+
+
+def require(what):
+    """Stop with a one-line UserError where matplotlib is missing and `what` needs it."""
+    if not available():
+        raise UserError(f"{what}: writing a PNG needs matplotlib (pip install 'tinydgm[plot]')")
 
 
 def _pyplot():

@@ -31,11 +31,11 @@ def main(argv):
     p.add_argument("--no-rich", action="store_true", help="skip the featurized timings")
     args = p.parse_args(argv)
 
-    from tinydgm.models.loglinear import hmm as H
+    from tinydgm.data import ewt
     from tinydgm.experiments import pos_hmm as pos
-from tinydgm.data import ewt
-    corpus = ewt.Corpus(ewt.corpus_paths(ewt.ewt_dir()))
-    data, K = corpus.buckets(), args.states
+    from tinydgm.models.loglinear import hmm as H
+    corpus = ewt.load_corpus(ewt.ewt_dir())
+    data, K = pos.buckets(corpus), args.states
     n = len(corpus.forms)
     rng = np.random.default_rng(0)
     plain = H.random_hmm(pos.features(corpus, K, "basic")[0], K, rng, 0.1)

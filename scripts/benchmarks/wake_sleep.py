@@ -21,8 +21,7 @@ import numpy as np
 import tinydgm as td
 from tinydgm import backend
 from tinydgm.data.mnist import binarized_mnist
-from tinydgm.experiments import wake_sleep as ws_run
-from tinydgm.models.wake_sleep import by_hand, exact
+from tinydgm.models.wake_sleep import by_hand
 from tinydgm.models.wake_sleep import model as ws
 from tinydgm.backend import device_rng
 

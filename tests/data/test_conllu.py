@@ -1,16 +1,10 @@
 """CoNLL-U reader (multiword tokens, empty nodes, malformed lines), the shipped EWT, tagging metrics."""
 import gzip
-import json
-import os
 
 import numpy as np
 import pytest
-from scipy.special import logsumexp
 
-from tinydgm import cli
 from tinydgm.data.conllu import ConlluError, conllu
-from tinydgm.models.loglinear.features import FEATURE_SETS, conjoin, word_features
-from tinydgm.checkpoint import load_state
 from tinydgm.metrics.tagging import many_to_one, one_to_one, tagging_scores, top_words, v_measure
 
 DOC = """# newdoc id = d1

@@ -56,7 +56,7 @@ def test_wide_diamond(xp):
 
 MASK = np.array([[True, False, True], [False, False, True]])
 PROGRAM_OPS = {     # (2, 3), (2, 3) -> (2, 3), about as large as their inputs: well scaled for gradcheck
-    "mean": lambda a, b: (a + b) * 0.5,
+    "average": lambda a, b: (a + b) * 0.5,
     "half_difference": lambda a, b: (a - b) * 0.5,
     "product": lambda a, b: a * b,
     "tanh": lambda a, b: td.tanh(a + b),

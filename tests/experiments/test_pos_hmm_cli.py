@@ -8,10 +8,8 @@ import pytest
 from scipy.special import logsumexp
 
 from tinydgm import cli
-from tinydgm.data.conllu import ConlluError, conllu
 from tinydgm.models.loglinear.features import FEATURE_SETS, conjoin, word_features
 from tinydgm.checkpoint import load_state
-from tinydgm.metrics.tagging import many_to_one, one_to_one, tagging_scores, top_words, v_measure
 
 DOC = """# newdoc id = d1
 # sent_id = 1

@@ -1,22 +1,15 @@
 """`tinydgm train wake-sleep`, `eval` (shards, --combine) and `sample`: recomputed numbers, resume, errors."""
-import contextlib
 import json
 import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import tinydgm as td
 from tinydgm.cli import main
 from tinydgm.data.mnist import binarized_mnist
 from tinydgm.metrics import iw_nll
 from tinydgm.experiments import wake_sleep as ws_run
-from tinydgm.models.wake_sleep import by_hand as ws_hand
-from tinydgm.models.wake_sleep import exact as ws_exact
-from tinydgm.models.wake_sleep import model as ws
-from tinydgm.backend import device_rng
 
 
 def test_train_eval_sample_resume(tmp_path, capsys):

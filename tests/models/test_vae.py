@@ -82,6 +82,14 @@ def test_iw_nll_chunks_exactly():
     assert abs(whole - chunked) < 1e-9
 
 
+@pytest.mark.parametrize("k, chunk", [(10, 3), (4, 8), (0, 1)])
+def test_iw_nll_refuses_a_chunk_that_does_not_divide_k(k, chunk):
+    """With chunk 3, k = 10 would silently use 9 samples and still be labelled L_10."""
+    x = np.zeros((2, 12))
+    with pytest.raises(ValueError, match=r"chunk \(\d+\) must be a positive divisor of k"):
+        iw_nll(small_model(), x, k, chunk=chunk, progress=False)
+
+
 def test_active_units():
     mu = np.zeros((100, 4))
     mu[:, 1] = np.random.default_rng(0).standard_normal(100)

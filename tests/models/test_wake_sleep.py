@@ -1,8 +1,6 @@
 """Wake-sleep: the delta rule = the engine's gradient, each phase moves only its own parameters,
 exact log p(x), KL and importance weights on a machine small enough to enumerate."""
 import contextlib
-import json
-import os
 
 import numpy as np
 import pytest
@@ -10,10 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinydgm as td
-from tinydgm.cli import main
-from tinydgm.data.mnist import binarized_mnist
-from tinydgm.metrics import iw_nll
-from tinydgm.experiments import wake_sleep as ws_run
 from tinydgm.models.wake_sleep import by_hand as ws_hand
 from tinydgm.models.wake_sleep import exact as ws_exact
 from tinydgm.models.wake_sleep import model as ws

@@ -15,6 +15,7 @@ import numpy as np
 
 from tinydgm import backend
 from tinydgm.errors import UserError
+from tinydgm.experiments import options
 from tinydgm.metrics import iw_nll
 
 
@@ -26,6 +27,13 @@ class Evaluation:
     per_image: Callable           # (x, seed) -> {name: mean over x}, written as SPLIT_name
     whole: Callable               # (x, seed, shard) -> {name: value} that do not average over shards
     nll_options: Callable = lambda k: {}   # k -> keywords of iw_nll (chunk, batch_size)
+
+
+def prepare(args, load):
+    """Check the options, switch the device, and return `load(RUN, --checkpoint)`: (model, run)."""
+    check(args)
+    options.use_device(args.device)
+    return load(args.run_dir, args.checkpoint)
 
 
 def check(args):

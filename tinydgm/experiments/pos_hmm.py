@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from tinydgm import checkpoint, plots
+from tinydgm import plots
 from tinydgm.data.ewt import ewt_dir, load_corpus
 from tinydgm.errors import UserError
 from tinydgm.experiments import options, runs
@@ -139,11 +139,9 @@ def _epochs(cfg):
 
 
 def train(args):
-    run = runs.Run.open(args.resume, model=NAME) if args.resume else None
-    cfg = run.config if run else _config(args)
+    run, cfg = runs.resume_or_configure(args, NAME, _config)
     corpus = load_corpus(cfg["data"])
-    if run is None:
-        run = runs.Run.create(cfg["out"], cfg)
+    run = run or runs.Run.create(cfg["out"], cfg)
     trainer = HMMTrainer(build(cfg, corpus), corpus, cfg)
     summary = runs.fit(run, trainer, epochs=_epochs(cfg), eval_every=cfg["eval_every"],
                        monitor="loglik", mode="max", quiet=args.quiet)
@@ -174,8 +172,7 @@ def add_eval_arguments(p):
 
 
 def evaluate(args):
-    run = runs.Run.open(args.run_dir, model=NAME)
-    state, _ = checkpoint.load_state(run.path(args.checkpoint))
+    run, state = runs.load_checkpoint(args.run_dir, NAME, args.checkpoint)
     cfg = run.config
     corpus = load_corpus(args.data or cfg["data"])
     hmm = build(cfg, corpus)

@@ -150,6 +150,30 @@ def _write_json(path, obj):
     os.replace(tmp, path)
 
 
+def resume_or_configure(args, model, configure):
+    """(run, config): the run that `--resume` names and its config, or (None, configure(args)) for a new
+    run, which the command creates once its data has been read (so that a bad data file leaves no folder)."""
+    if args.resume:
+        run = Run.open(args.resume, model=model)
+        return run, run.config
+    return None, configure(args)
+
+
+def load_checkpoint(run_dir, model, which="best"):
+    """(run, state) of a `model` run directory's `best` or `last` checkpoint."""
+    run = Run.open(run_dir, model=model)
+    state, _ = checkpoint.load_state(run.path(which))
+    return run, state
+
+
+def load_model(run_dir, model, build, which="best"):
+    """(module, run): `build(config)` holding the parameters of a run's `best` or `last` checkpoint."""
+    run, state = load_checkpoint(run_dir, model, which)
+    module = build(run.config)
+    module.load_state_dict(state["params"])
+    return module, run
+
+
 # ---------------------------------------------------------------- generators in a checkpoint
 
 def rng_state(rng):

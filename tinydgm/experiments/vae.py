@@ -12,10 +12,9 @@ import math
 import numpy as np
 
 import tinydgm as td
-from tinydgm import backend, checkpoint, nn, plots
+from tinydgm import backend, nn, plots
 from tinydgm.data import binarized_mnist
 from tinydgm.distributions import kl_standard_normal
-from tinydgm.errors import UserError
 from tinydgm.experiments import evaluation, options, runs
 from tinydgm.metrics import active_units, mean_bound
 from tinydgm.models.vae import VAE
@@ -111,15 +110,10 @@ def build(cfg):
 
 
 def train(args):
-    if args.resume:
-        run = runs.Run.open(args.resume, model=NAME)
-        cfg = run.config
-    else:
-        cfg = _config(args)
+    run, cfg = runs.resume_or_configure(args, NAME, _config)
     options.use_device(cfg["device"])
     train_x, valid_x = (backend.asarray(binarized_mnist(s)[: cfg.get("limit")]) for s in ("train", "valid"))
-    if not args.resume:
-        run = runs.Run.create(cfg["out"], cfg)
+    run = run or runs.Run.create(cfg["out"], cfg)
     model, opt = build(cfg)
     trainer = VAETrainer(model, opt, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
     summary = runs.fit(run, trainer, epochs=cfg["epochs"], minutes=cfg["minutes"],
@@ -132,11 +126,7 @@ def train(args):
 
 def load(run_dir, which="best"):
     """(model, run) from a run directory's `best` or `last` checkpoint."""
-    run = runs.Run.open(run_dir, model=NAME)
-    model, _ = build(run.config)
-    state, _ = checkpoint.load_state(run.path(which))
-    model.load_state_dict(state["params"])
-    return model, run
+    return runs.load_model(run_dir, NAME, lambda cfg: build(cfg)[0], which)
 
 
 def figures(run, cfg, n=100):
@@ -160,15 +150,12 @@ def figures(run, cfg, n=100):
 
 # ---------------------------------------------------------------- tinydgm eval / sample
 
-def add_eval_arguments(p):
-    options.eval_options(p)
+add_eval_arguments = options.eval_options
 
 
 def evaluate(args):
     """Test NLL as -L_k over the split (or a shard), plus ELBO, KL and active units; writes eval-*.json."""
-    evaluation.check(args)
-    options.use_device(args.device)
-    model, run = load(args.run_dir, args.checkpoint)
+    model, run = evaluation.prepare(args, load)
 
     def per_image(x, seed):
         with td.no_grad():
@@ -189,9 +176,8 @@ def add_sample_arguments(p):
 
 
 def sample(args):
+    plots.require("sample")
     model, run = load(args.run_dir)
-    if not plots.available():
-        raise UserError("sample: writing a PNG needs matplotlib (pip install 'tinydgm[plot]')")
     with td.no_grad():
         means = backend.to_numpy(model.decode(model.prior_sample(args.n, np.random.default_rng(args.seed))).probs.data)
     path = plots.image_grid(means, args.out or run.path(f"samples-{args.seed}.png"))

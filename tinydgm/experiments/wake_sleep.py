@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 import tinydgm as td
-from tinydgm import backend, checkpoint, plots
+from tinydgm import backend, plots
 from tinydgm.data import binarized_mnist
 from tinydgm.errors import UserError
 from tinydgm.experiments import evaluation, options, runs
@@ -113,16 +113,11 @@ def build(cfg):
 
 
 def train(args):
-    if args.resume:
-        run = runs.Run.open(args.resume, model=NAME)
-        cfg = run.config
-    else:
-        cfg = _config(args)
+    run, cfg = runs.resume_or_configure(args, NAME, _config)
     options.use_device(cfg["device"])
     train_np = binarized_mnist("train")[:cfg.get("limit")]
     train_x, valid_x = backend.asarray(train_np), backend.asarray(binarized_mnist("valid")[:cfg.get("limit")])
-    if not args.resume:
-        run = runs.Run.create(cfg["out"], cfg)
+    run = run or runs.Run.create(cfg["out"], cfg)
     model, opt_p, opt_q = build(cfg)
     model.init_visible_bias(train_np)
     trainer = WakeSleepTrainer(model, opt_p, opt_q, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
@@ -136,11 +131,7 @@ def train(args):
 
 def load(run_dir, which="best"):
     """(model, run) from a run directory's `best` or `last` checkpoint."""
-    run = runs.Run.open(run_dir, model=NAME)
-    model, _, _ = build(run.config)
-    state, _ = checkpoint.load_state(run.path(which))
-    model.load_state_dict(state["params"])
-    return model, run
+    return runs.load_model(run_dir, NAME, lambda cfg: build(cfg)[0], which)
 
 
 def figures(run, cfg, n=100):
@@ -164,15 +155,12 @@ def figures(run, cfg, n=100):
 
 # ---------------------------------------------------------------- tinydgm eval / sample
 
-def add_eval_arguments(p):
-    options.eval_options(p)
+add_eval_arguments = options.eval_options
 
 
 def evaluate(args):
     """NLL = -L_k, q the proposal, over the split or a shard of it, plus L_1 there and on train; writes eval-*.json."""
-    evaluation.check(args)
-    options.use_device(args.device)
-    model, run = load(args.run_dir, args.checkpoint)
+    model, run = evaluation.prepare(args, load)
 
     def per_image(x, seed):
         return {"elbo": mean_iwae_bound(model, x, 1, np.random.default_rng(seed))}
@@ -198,9 +186,8 @@ def add_sample_arguments(p):
 
 def sample(args):
     """Dreams: the means of p(x|h̃_1) for h̃ ~ p, as a PNG grid."""
+    plots.require("sample")
     model, run = load(args.run_dir)
-    if not plots.available():
-        raise UserError("sample: writing a PNG needs matplotlib (pip install 'tinydgm[plot]')")
     means = backend.to_numpy(model.dream_means(args.n, backend.device_rng(np.random.default_rng(args.seed))))
     path = plots.image_grid(means, args.out or run.path(f"dreams-{args.seed}.png"), title="dreams: mean of p(x|h̃₁)")
     print(json.dumps({"run": run.dir, "dreams": path, "n": args.n}))

@@ -29,6 +29,8 @@ def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=Tru
     x = x.data if isinstance(x, td.Tensor) else x
     rng = np.random.default_rng(0) if rng is None else rng
     chunk = chunk or _divisor(k, 1000)
+    if k < 1 or chunk < 1 or k % chunk:
+        raise ValueError(f"iw_nll: chunk ({chunk}) must be a positive divisor of k ({k}); L_k needs all k samples")
     batch_size = batch_size or max(1, 10000 // chunk)
     draw = backend.device_rng(rng)
 

@@ -6,7 +6,6 @@ over an enumerable X, with sparse features f(x, z) stacked as the rows of F, x-m
 Below it, the same quantities on the engine (dense F, small models), whose gradients the tests
 compare with the closed forms of `by_hand.py`.
 """
-import numpy as np
 from scipy.special import logsumexp
 
 import tinydgm as td
