@@ -5,6 +5,8 @@ Each file is written to a temporary file in the same folder and renamed over the
 (`os.replace` is atomic), so a crash leaves the previous checkpoint whole.  The metadata is also
 stored inside the .npz (as a string array), so the two files can never disagree on load.
 `save_state`/`load_state` store a nested state (dicts and lists of arrays and JSON values) that way.
+A process killed mid-write (kill -9) leaves a `.tmp-*` file behind; `remove_leftovers` clears them.
+`describe_mismatch` says in one line how a checkpoint's arrays differ from a model's.
 """
 import json
 import os
@@ -14,8 +16,12 @@ import zipfile
 import numpy as np
 
 from tinydgm.errors import CheckpointError
+from tinydgm.nn import describe_mismatch
+
+__all__ = ["save", "load", "exists", "save_state", "load_state", "remove_leftovers", "describe_mismatch"]
 
 META_KEY = "__meta__"
+TMP_PREFIX = ".tmp-"            # the temporary files of `_atomic_write`, renamed once complete
 
 
 def _stem(path):
@@ -30,7 +36,7 @@ def _host(a):
 
 def _atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -77,6 +83,23 @@ def load(path):
 
 def exists(path):
     return os.path.isfile(_stem(path) + ".npz")
+
+
+def remove_leftovers(folder):
+    """Remove the `.tmp-*` files that writes killed midway left in `folder`; returns their paths.
+
+    Call it when no other process is writing checkpoints into `folder` (e.g. as a run starts or resumes).
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith(TMP_PREFIX) and os.path.isfile(path) and not os.path.islink(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
 
 
 # ---------------------------------------------------------------- a trainer's nested state

@@ -4,6 +4,7 @@ import math
 import numpy
 
 from tinydgm import backend, ops
+from tinydgm.errors import CheckpointError
 from tinydgm.tensor import Tensor
 
 
@@ -63,16 +64,41 @@ class Module:
         return {k: backend.to_numpy(p.data).copy() for k, p in self.named_parameters()}
 
     def load_state_dict(self, state):
-        """Copy values into the parameters; names and shapes must match exactly."""
+        """Copy values into the parameters; names and shapes must match exactly (else nothing is loaded)."""
         params = dict(self.named_parameters())
-        missing, extra = sorted(set(params) - set(state)), sorted(set(state) - set(params))
-        if missing or extra:
-            raise ValueError(f"load_state_dict: missing {missing}, unexpected {extra}")
+        differs = describe_mismatch({k: p.shape for k, p in params.items()},
+                                    {k: numpy.shape(v) for k, v in state.items()})
+        if differs:
+            raise mismatch_error(self, differs)
         for k, p in params.items():
-            v = state[k]
-            if tuple(v.shape) != p.shape:
-                raise ValueError(f"load_state_dict: {k} has shape {tuple(v.shape)}, expected {p.shape}")
-            p.data[...] = backend.get_array_module(p.data).asarray(v, dtype=p.dtype)
+            p.data[...] = backend.get_array_module(p.data).asarray(state[k], dtype=p.dtype)
+
+
+def mismatch_error(owner, differs):
+    """The CheckpointError for a state that does not fit `owner`; `.differs` holds just what differs."""
+    err = CheckpointError(f"load_state_dict: the state does not fit this {type(owner).__name__} ({differs})")
+    err.differs = differs
+    return err
+
+
+def describe_mismatch(expected, found, most=3):
+    """What differs between two {name: shape} dicts, as one short line ("" when they agree).
+
+    "missing a, b; unexpected c; w: checkpoint (200, 784) vs model (16, 784)": `expected` is what the
+    model (or optimiser) holds, `found` what the checkpoint holds; each list shows `most` names.
+    """
+    def names(keys):
+        return ", ".join(keys[:most]) + (f" (+{len(keys) - most} more)" if len(keys) > most else "")
+
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(found[k])} vs model {tuple(expected[k])}"
+              for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
+    parts = ([f"missing {names(missing)}"] if missing else []) + \
+            ([f"unexpected {names(extra)}"] if extra else []) + shapes[:most]
+    if len(shapes) > most:
+        parts.append(f"(+{len(shapes) - most} more of another shape)")
+    return "; ".join(parts)
 
 
 def _generator(rng):

@@ -1,7 +1,10 @@
 """Optimisers that update parameters in place (SGD with momentum, Adam) and the learning-rate schedules they share."""
 import math
 
+import numpy
+
 from tinydgm import backend
+from tinydgm.nn import describe_mismatch, mismatch_error
 
 
 class Optimizer:
@@ -26,15 +29,15 @@ class Optimizer:
                                   for k, bufs in self._buffers().items() for i, b in enumerate(bufs)}}
 
     def load_state_dict(self, state):
+        """Copy a `state_dict` back; its names and shapes must match exactly (else nothing is loaded)."""
+        buffers = {f"{k}.{i}": b for k, bufs in self._buffers().items() for i, b in enumerate(bufs)}
+        differs = describe_mismatch({"lr": (), **{k: b.shape for k, b in buffers.items()}},
+                                    {k: numpy.shape(v) for k, v in state.items()})
+        if differs:
+            raise mismatch_error(self, differs)
         self.lr = float(state["lr"])
-        for k, bufs in self._buffers().items():
-            for i, b in enumerate(bufs):
-                if f"{k}.{i}" not in state:
-                    raise ValueError(f"load_state_dict: the state has no {k}.{i} (saved by another optimiser?)")
-                v = state[f"{k}.{i}"]
-                if tuple(v.shape) != b.shape:
-                    raise ValueError(f"load_state_dict: {k}.{i} has shape {tuple(v.shape)}, expected {b.shape}")
-                b[...] = backend.get_array_module(b).asarray(v)
+        for k, b in buffers.items():
+            b[...] = backend.get_array_module(b).asarray(state[k])
 
     def _buffers(self):
         return {}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tinydgm.data.conllu import ConlluError, conllu
+from tinydgm.errors import DataError
 from tinydgm.metrics.tagging import many_to_one, one_to_one, tagging_scores, top_words, v_measure
 
 DOC = """# newdoc id = d1
@@ -55,6 +56,25 @@ def test_not_gzip_is_a_clear_error(tmp_path):
     path = write(tmp_path / "x.conllu.gz", DOC)
     with pytest.raises(ConlluError, match=r"x\.conllu\.gz: cannot read as CoNLL-U"):
         conllu(path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("top", ["", "1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n\n"], ids=["comment", "word"])
+def test_a_byte_order_mark_at_the_top_is_accepted(tmp_path, gz, top):
+    path = write(tmp_path / ("a.conllu.gz" if gz else "a.conllu"), "\ufeff" + top + DOC, gz)
+    sentences = conllu(path)
+    assert sentences[-2].forms == ["I", "do", "n't", "know", "."] and sentences[-1].forms == ["Hi"]
+    assert all(not w.startswith("\ufeff") for s in sentences for w in s.forms)
+
+
+@pytest.mark.parametrize("texts", [[""], ["# sent_id = 1\n# text = nothing\n\n"], ["", "\n\n# c\n"]],
+                         ids=["empty", "comments", "two-files"])
+def test_a_corpus_without_sentences_is_a_data_error(tmp_path, texts):
+    from tinydgm.data.ewt import load_corpus
+    for i, text in enumerate(texts):
+        write(tmp_path / f"part{i}.conllu", text)
+    with pytest.raises(DataError, match=r"part0\.conllu.*: no sentences; expected CoNLL-U word lines$"):
+        load_corpus(tmp_path)
 
 
 def test_shipped_ewt_is_read_whole():

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from tinydgm.data.mnist import DataError, binarized_mnist
+from tinydgm.data import mnist
+from tinydgm.data.mnist import DataError, binarized_mnist, check_files
 
 
 def write(root, split, text, compress=True):
@@ -81,3 +82,49 @@ def test_too_few_rows(tmp_path):
 def test_unknown_split():
     with pytest.raises(DataError, match="unknown split"):
         binarized_mnist("dev")
+
+
+# ---------------------------------------------------------------- checking all the files a command needs
+
+@pytest.fixture
+def small_splits(tmp_path, monkeypatch):
+    """A data folder with 5-row train, valid and test files (the expected sizes patched to match)."""
+    for i, split in enumerate(["train", "valid", "test"]):
+        monkeypatch.setitem(mnist.MNIST_SPLITS, split, 5)
+        write(tmp_path, split, rows(5, seed=i)[0])
+    return tmp_path
+
+
+def test_check_files_accepts_the_shipped_data():
+    assert check_files() is None
+
+
+def test_check_files_accepts_complete_files(small_splits):
+    assert check_files(small_splits) is None
+
+
+def test_check_files_names_a_missing_test_split(small_splits):
+    os.remove(small_splits / "binarized_mnist" / "binarized_mnist_test.amat.gz")
+    with pytest.raises(DataError, match="binarized_mnist_test.amat.gz: file not found"):
+        check_files(small_splits)
+    assert check_files(small_splits, splits=("train", "valid")) is None
+
+
+def test_check_files_reports_a_missing_file_before_reading_any(small_splits, monkeypatch):
+    os.remove(small_splits / "binarized_mnist" / "binarized_mnist_test.amat.gz")
+    monkeypatch.setattr(mnist, "read_gzip", lambda path: pytest.fail(f"read {path}"))
+    with pytest.raises(DataError, match="binarized_mnist_test.amat.gz: file not found"):
+        check_files(small_splits)
+
+
+def test_check_files_names_a_truncated_file(small_splits):
+    path = small_splits / "binarized_mnist" / "binarized_mnist_test.amat.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match=r"binarized_mnist_test\.amat\.gz: .*truncated"):
+        check_files(small_splits)
+
+
+def test_check_files_refuses_an_unknown_split(small_splits):
+    with pytest.raises(DataError, match="unknown split 'dev'"):
+        check_files(small_splits, splits=("train", "dev"))

@@ -5,7 +5,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 import tinydgm as td
-from tinydgm.models.loglinear.lbfgs import minimize
+from tinydgm import checkpoint
+from tinydgm.models.loglinear.lbfgs import LBFGS, minimize
 from tinydgm.models.loglinear import by_hand as llh
 from tinydgm.models.loglinear import categorical
 from tinydgm.models.loglinear import mixture as ll
@@ -143,6 +144,15 @@ def test_every_mixture_m_step_gives_distributions(seed, kappa):
         assert not np.allclose(model.log_prior, -np.log(n_z))           # p(z) moved off uniform
 
 
+def rosen(x):
+    """Rosenbrock's function and its gradient (minimum 0 at x = 1)."""
+    v = (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+    g = np.zeros_like(x)
+    g[:-1] = -400 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2 * (1 - x[:-1])
+    g[1:] += 200 * (x[1:] - x[:-1] ** 2)
+    return v, g
+
+
 def test_lbfgs_minimises_a_quadratic_and_rosenbrock():
     rng = np.random.default_rng(0)
     Q = rng.normal(size=(20, 20))
@@ -151,11 +161,38 @@ def test_lbfgs_minimises_a_quadratic_and_rosenbrock():
     x, _ = minimize(lambda x: (0.5 * x @ Q @ x - b @ x, Q @ x - b), np.zeros(20), 200)
     np.testing.assert_allclose(x, np.linalg.solve(Q, b), atol=1e-5)
 
-    def rosen(x):
-        v = (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
-        g = np.zeros_like(x)
-        g[:-1] = -400 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2 * (1 - x[:-1])
-        g[1:] += 200 * (x[1:] - x[:-1] ** 2)
-        return v, g
     x, _ = minimize(rosen, np.zeros(5), 500)
     np.testing.assert_allclose(x, np.ones(5), atol=1e-4)
+
+
+@pytest.mark.parametrize("m, first", [(10, 5), (3, 7), (10, 0)])
+def test_lbfgs_resumed_from_a_checkpoint_continues_bit_for_bit(tmp_path, m, first):
+    x0 = np.random.default_rng(0).normal(size=6)
+    whole = LBFGS(rosen, x0, m)
+    whole.run(first + 5)
+
+    part = LBFGS(rosen, x0, m)
+    part.run(first)
+    checkpoint.save_state(tmp_path / "last", {"lbfgs": part.state()})
+    state, _ = checkpoint.load_state(tmp_path / "last")
+    resumed = LBFGS(rosen, np.zeros(6), 1)
+    resumed.load_state(state["lbfgs"])
+    x, value = resumed.run(5)
+    assert np.array_equal(x, whole.x) and value == whole.value
+    assert np.array_equal(resumed.grad, whole.grad) and resumed.evaluations == whole.evaluations
+    assert len(resumed.pairs) == len(whole.pairs) and resumed.pairs.maxlen == m
+    for (s1, y1, r1), (s2, y2, r2) in zip(resumed.pairs, whole.pairs):
+        assert np.array_equal(s1, s2) and np.array_equal(y1, y2) and r1 == r2
+
+    again = LBFGS.from_state(rosen, state["lbfgs"])                      # without evaluating fun at x0
+    assert again.evaluations == part.evaluations
+    assert np.array_equal(again.run(5)[0], whole.x)
+
+
+def test_lbfgs_state_is_a_copy():
+    opt = LBFGS(rosen, np.zeros(4))
+    opt.run(3)
+    state = opt.state()
+    state["x"][...] = 7
+    state["s"][...] = 7
+    assert not np.any(opt.x == 7) and not any(np.any(s == 7) for s, _, _ in opt.pairs)

@@ -3,6 +3,7 @@
 Each word line has ten tab-separated fields: ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC.
 Multiword-token lines (ID "1-2") and empty nodes (ID "1.1") are not words of the sentence and
 are skipped, as the format says; comment lines start with "#"; a blank line ends a sentence.
+A UTF-8 byte order mark at the top of the file (as some editors write) is skipped.
 """
 import gzip
 import re
@@ -18,8 +19,9 @@ EMPTY_ID = re.compile(r"[0-9]+\.[1-9][0-9]*$")
 
 
 def _open(path):
-    return gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") \
-        else open(path, encoding="utf-8")
+    # utf-8-sig: UTF-8 that drops a byte order mark at the very start
+    return gzip.open(path, "rt", encoding="utf-8-sig") if str(path).endswith(".gz") \
+        else open(path, encoding="utf-8-sig")
 
 
 def conllu(path):

@@ -19,11 +19,15 @@ def ewt_dir(root=None):
 
 
 class Corpus:
-    """Sentences of one or more CoNLL-U files, with the vocabulary and integer-coded sentences."""
+    """Sentences of one or more CoNLL-U files, with the vocabulary and integer-coded sentences
+    (DataError when the files hold no sentence)."""
 
     def __init__(self, paths):
         self.paths = sorted(paths)
         self.sentences = [s for p in self.paths for s in conllu(p)]
+        if not self.sentences:
+            raise DataError(f"{', '.join(map(str, self.paths)) or '(no files)'}: no sentences; "
+                            f"expected CoNLL-U word lines")
         index = {}
         self.ints = [np.array([index.setdefault(w, len(index)) for w in s.forms], dtype=np.int64)
                      for s in self.sentences]

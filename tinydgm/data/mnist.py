@@ -4,7 +4,7 @@
 split 50,000 / 10,000 / 10,000, as float32 arrays of shape (N, 784) with values in {0, 1}.
 The data folder is `root=`, else `$TINYDGM_DATA`, else `data/` next to the `tinydgm` package.
 A missing, truncated or malformed file raises `DataError` naming the file, the line and what was
-expected.
+expected; `check_files()` checks every split a command will need before it starts.
 """
 import gzip
 import os
@@ -27,14 +27,19 @@ def data_root(root=None):
     return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 
 
+def not_found(path):
+    """The DataError for a data file that is not there."""
+    return DataError(f"{path}: file not found (expected the shipped data set; set TINYDGM_DATA "
+                     f"or root= to the folder that holds it)")
+
+
 def read_gzip(path):
     """The decompressed bytes of a .gz file, or DataError naming it."""
     try:
         with gzip.open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found (expected the shipped data set; set TINYDGM_DATA "
-                        f"or root= to the folder that holds it)") from None
+        raise not_found(path) from None
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: not a readable gzip file ({e}); expected a complete .gz "
                         f"(truncated download?)") from None
@@ -42,17 +47,35 @@ def read_gzip(path):
 
 # ---------------------------------------------------------------- binarized MNIST
 
-def binarized_mnist(split, root=None):
-    """Statically binarized MNIST `split` ("train" | "valid" | "test") as float32 (N, 784)."""
+def mnist_path(split, root=None):
+    """The file of a binarized MNIST split; DataError for an unknown split."""
     if split not in MNIST_SPLITS:
         raise DataError(f"binarized_mnist: unknown split {split!r}; expected one of "
                         f"{', '.join(MNIST_SPLITS)}")
-    path = os.path.join(data_root(root), "binarized_mnist", f"binarized_mnist_{split}.amat.gz")
+    return os.path.join(data_root(root), "binarized_mnist", f"binarized_mnist_{split}.amat.gz")
+
+
+def binarized_mnist(split, root=None):
+    """Statically binarized MNIST `split` ("train" | "valid" | "test") as float32 (N, 784)."""
+    path = mnist_path(split, root)
     x = parse_amat(read_gzip(path), path, MNIST_DIM)
     if len(x) != MNIST_SPLITS[split]:
         raise DataError(f"{path}: {len(x)} rows; expected {MNIST_SPLITS[split]} "
                         f"(truncated or wrong file?)")
     return x
+
+
+def check_files(root=None, splits=("train", "valid", "test")):
+    """Check that each split's file is there and reads whole (DataError naming the first that does not).
+
+    A command calls it before training, so that a missing test file stops it at the start, not at the end.
+    """
+    paths = [mnist_path(split, root) for split in splits]
+    for path in paths:                                  # all there? (cheap, before reading any)
+        if not os.path.isfile(path):
+            raise not_found(path)
+    for split in splits:
+        binarized_mnist(split, root)
 
 
 def parse_amat(raw, path, dim):

@@ -2,7 +2,8 @@
 
 The M-step uses scipy.optimize's L-BFGS-B. The direct gradient runs for hundreds of iterations and
 stops every few of them to log, score and checkpoint; scipy's minimize cannot pause and go on with
-its curvature memory, so `LBFGS` keeps its memory between calls to `run`.
+its curvature memory, so `LBFGS` keeps its memory between calls to `run`, and `state()` /
+`load_state` carry it through a checkpoint: a resumed run takes the same steps, bit for bit.
 """
 from collections import deque
 
@@ -17,6 +18,35 @@ class LBFGS:
         self.value, self.grad = fun(self.x)
         self.pairs = deque(maxlen=m)
         self.evaluations = 1
+
+    # ---------------------------------------------------------------- through a checkpoint
+
+    def state(self):
+        """Everything `run` needs to go on (copies): x, f(x), ∇f(x), the (s, y, ρ) memory, counters."""
+        n = len(self.x)
+        return {"x": self.x.copy(), "value": np.array(self.value), "grad": np.array(self.grad),
+                "s": np.array([s for s, _, _ in self.pairs]).reshape(-1, n),
+                "y": np.array([y for _, y, _ in self.pairs]).reshape(-1, n),
+                "rho": np.array([rho for _, _, rho in self.pairs], dtype=np.float64),
+                "m": self.m, "evaluations": self.evaluations}
+
+    def load_state(self, state):
+        """Go on from `state()` (e.g. read back by checkpoint.load_state) instead of the current point."""
+        self.m = int(state["m"])
+        self.x = np.array(state["x"])
+        self.value = np.asarray(state["value"])[()]                  # a 0-d array back to a scalar
+        self.grad = np.array(state["grad"])
+        self.pairs = deque(((s.copy(), y.copy(), rho)
+                            for s, y, rho in zip(state["s"], state["y"], state["rho"])), maxlen=self.m)
+        self.evaluations = int(state["evaluations"])
+
+    @classmethod
+    def from_state(cls, fun, state):
+        """An LBFGS of `fun` that goes on from `state()`, without evaluating fun again."""
+        opt = cls.__new__(cls)
+        opt.fun = fun
+        opt.load_state(state)
+        return opt
 
     def direction(self):
         """−H∇f by the two-loop recursion (Algorithm 7.4), H₀ = (sᵀy / yᵀy) I."""
