@@ -82,9 +82,13 @@ class Normal(Distribution):
 
     @classmethod
     def from_log_var(cls, loc, log_var, validate_args=None):
-        """N(loc, exp(log_var)): scale = exp(log_var / 2), and log scale = log_var / 2 exactly."""
+        """N(loc, exp(log_var)): scale = exp(log_var / 2), and log scale = log_var / 2 exactly.
+
+        Densities and KLs are computed from the log scale, so they stay finite for any finite
+        log_var, even where the scale itself is 0 or inf in the dtype (see `_standardize`)."""
         log_scale = 0.5 * _tensor(log_var)
-        d = cls(loc, ops.exp(log_scale), validate_args=False)
+        with numpy.errstate(over="ignore"):           # a scale of inf is what it is; densities use log_scale
+            d = cls(loc, ops.exp(log_scale), validate_args=False)
         d._validate = Distribution.validate_args if validate_args is None else validate_args
         d._log_scale = log_scale
         return d
@@ -99,10 +103,16 @@ class Normal(Distribution):
     variance = property(lambda self: self.scale ** 2)
     stddev = property(lambda self: self.scale)
 
+    def _standardize(self, d):
+        """d / s as (d h) h, h = e^(-log s / 2) capped below overflow: exact where s is representable;
+        where s underflows to 0, it is 0 at d = 0 (never 0/0) and +-inf elsewhere, as log_prob's true value."""
+        cap = math.log(numpy.finfo(self.log_scale.dtype).max) - 1
+        h = ops.exp(ops.clip(-0.5 * self.log_scale, None, cap))
+        return (d * h) * h
+
     def log_prob(self, value):
-        # log N(x; mu, s^2) = -(x - mu)^2 / 2s^2 - log s - log(2 pi) / 2
-        value = _tensor(value)
-        z = (value - self.loc) / self.scale
+        # log N(x; mu, s^2) = -z^2 / 2 - log s - log(2 pi) / 2,  z = (x - mu) / s
+        z = self._standardize(_tensor(value) - self.loc)
         return -0.5 * z * z - self.log_scale - 0.5 * LOG_2PI
 
     def _eps(self, shape, rng):
@@ -260,9 +270,9 @@ def kl_divergence(p, q):
 
 @register_kl(Normal, Normal)
 def _kl_normal_normal(p, q):
-    # KL(N(m1, s1^2) || N(m2, s2^2)) = log s2/s1 + (s1^2 + (m1 - m2)^2) / 2 s2^2 - 1/2
-    r = p.scale / q.scale
-    d = (p.loc - q.loc) / q.scale
+    # KL(N(m1, s1^2) || N(m2, s2^2)) = log s2/s1 + (s1^2 + (m1 - m2)^2) / 2 s2^2 - 1/2, from the log scales
+    r = ops.exp(p.log_scale - q.log_scale)           # s1 / s2, finite wherever the KL is
+    d = q._standardize(p.loc - q.loc)
     return q.log_scale - p.log_scale + 0.5 * (r * r + d * d) - 0.5
 
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinydgm as td
+from tinydgm.check import gradcheck
 from tinydgm.distributions import (Bernoulli, Categorical, Distribution, Normal, kl_divergence,
                                    kl_standard_normal, register_kl)
 
@@ -303,6 +304,92 @@ def test_samples_are_seeded(xp):
 def test_samples_follow_the_parameters_dtype(xp):
     d = Normal(td.tensor(np.zeros(2, dtype=np.float32)), td.tensor(np.ones(2, dtype=np.float32)))
     assert d.rsample((3,)).dtype == np.float32 and Normal(t64(0.0), t64(1.0)).sample((3,)).dtype == np.float64
+
+
+# =============================================================================================
+# Numerics at the edges: any finite log-variance, probabilities 0 and 1
+# =============================================================================================
+
+# log sigma^2 far past where sigma = e^(log sigma^2 / 2) under- or overflows, per dtype
+EXTREME_LOG_VARS = {np.float32: [-250.0, 250.0, -1e30, 1e30, -3e38, 3e38],
+                    np.float64: [-250.0, 250.0, -1500.0, 1500.0, -1e300, 1e300]}
+
+
+def _tensor_of(xp, values, dtype):
+    return td.tensor(xp.asarray(values, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normal_from_log_var_is_finite_for_any_finite_log_var(xp, dtype):
+    """log_prob at x = mu, entropy, KL(q || q) and KL(N(0, 1) || q) where it fits are finite, and
+    their gradients finite and right, even where sigma is 0 or inf in the dtype."""
+    for lv in EXTREME_LOG_VARS[dtype]:
+        mu, log_var = _tensor_of(xp, [0.5, -2.0], dtype), _tensor_of(xp, [lv, lv], dtype)
+
+        def at(f):
+            return [host(g) for g in td.grad(f, argnums=(0, 1))(mu, log_var)]
+        q = Normal.from_log_var(mu, log_var)
+        half = np.float64(np.asarray(lv, dtype)) / 2
+        lp = q.log_prob(mu)                                       # log N(mu; mu, s^2) = -log s - log(2 pi)/2
+        assert lp.dtype == dtype
+        np.testing.assert_allclose(host(lp), -half - 0.5 * np.log(2 * np.pi), rtol=1e-6)
+        g_mu, g_lv = at(lambda m, v: Normal.from_log_var(m, v).log_prob(m.detach()).sum())
+        np.testing.assert_allclose(g_mu, 0.0, atol=1e-6)         # d/dmu = (x - mu) / s^2 = 0
+        np.testing.assert_allclose(g_lv, -0.5, rtol=1e-6)        # d/dlog s^2 = ((x - mu)^2 / s^2 - 1) / 2
+        np.testing.assert_allclose(host(q.entropy()), half + 0.5 * (1 + np.log(2 * np.pi)), rtol=1e-6)
+        np.testing.assert_allclose(at(lambda m, v: Normal.from_log_var(m, v).entropy().sum())[1], 0.5)
+        np.testing.assert_allclose(host(kl_divergence(q, q)), 0.0, atol=1e-6)
+        for g in at(lambda m, v: kl_divergence(Normal.from_log_var(m, v), Normal.from_log_var(m.detach(), v.detach())).sum()):
+            np.testing.assert_allclose(g, 0.0, atol=1e-6)
+        if lv < 0:    # KL(q || N(0, 1)) = (mu^2 + s^2 - 1 - log s^2) / 2, s^2 = 0 in the dtype
+            np.testing.assert_allclose(host(kl_standard_normal(q)), 0.5 * (host(mu) ** 2 - 1) - half, rtol=1e-6)
+            g_mu, g_lv = at(lambda m, v: kl_standard_normal(Normal.from_log_var(m, v)).sum())
+            np.testing.assert_allclose(g_mu, host(mu), rtol=1e-6)
+            np.testing.assert_allclose(g_lv, -0.5, rtol=1e-6)
+        else:         # KL(N(0, 1) || q) = log s + (1 + mu^2) / 2 s^2 - 1/2, 1/s^2 = 0 in the dtype
+            p = Normal(_tensor_of(xp, [0.0, 0.0], dtype), _tensor_of(xp, [1.0, 1.0], dtype))
+            np.testing.assert_allclose(host(kl_divergence(p, q)), half - 0.5, rtol=1e-6)
+            g_mu, g_lv = at(lambda m, v: kl_divergence(p, Normal.from_log_var(m, v)).sum())
+            np.testing.assert_allclose(g_mu, 0.0, atol=1e-6)
+            np.testing.assert_allclose(g_lv, 0.5, rtol=1e-6)
+        z = Normal.from_log_var(mu, _tensor_of(xp, [-abs(lv)] * 2, dtype)).rsample((3,), rng=rng(0))
+        np.testing.assert_array_equal(host(z), np.broadcast_to(host(mu), (3, 2)))     # s = 0: z = mu
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normal_log_prob_off_the_mean_at_extreme_log_vars(xp, dtype):
+    """Away from mu, log_prob is its true value rounded to the dtype: -inf where a vanishing sigma
+    puts it below the dtype's range (never nan), finite with a finite gradient for a huge sigma."""
+    for lv in EXTREME_LOG_VARS[dtype]:
+        mu, x = _tensor_of(xp, [0.5, -2.0], dtype), _tensor_of(xp, [1.5, 3.0], dtype)
+        lv = np.float64(np.asarray(lv, dtype))
+        with np.errstate(over="ignore"):       # -(x - mu)^2 e^(-log s^2) / 2 - log s^2 / 2 - log(2 pi) / 2, in float64
+            exact = -0.5 * (host(x) - host(mu)) ** 2 * np.exp(-lv) - lv / 2 - 0.5 * np.log(2 * np.pi)
+            exact = exact.astype(dtype)
+        with np.errstate(over="ignore"):
+            lp = host(Normal.from_log_var(mu, _tensor_of(xp, [lv, lv], dtype)).log_prob(x))
+        np.testing.assert_allclose(lp, exact, rtol=1e-6)
+        if lv > 0:
+            g = td.grad(lambda m, v: Normal.from_log_var(m, v).log_prob(x).sum(), argnums=(0, 1))(
+                mu, _tensor_of(xp, [lv, lv], dtype))
+            np.testing.assert_allclose(host(g[1]), -0.5, rtol=1e-6)
+            assert np.isfinite(host(g[0])).all()
+
+
+@settings(max_examples=25)
+@given(loc=st.lists(locs, min_size=3, max_size=3), log_var=st.lists(st.floats(-3, 3), min_size=3, max_size=3),
+       value=st.lists(st.floats(-8, 8), min_size=3, max_size=3),
+       loc2=st.lists(locs, min_size=3, max_size=3), log_var2=st.lists(st.floats(-3, 3), min_size=3, max_size=3))
+def test_normal_from_log_var_gradients_pass_gradcheck(xp, loc, log_var, value, loc2, log_var2):
+    # atol: central differences of values up to ~e^6 lose ~1e-7 to rounding
+    args = [xp.asarray(a, dtype=np.float64) for a in (loc, log_var, value, loc2, log_var2)]
+    for f in (lambda m, v, x, m2, v2: Normal.from_log_var(m, v).log_prob(x),
+              lambda m, v, x, m2, v2: Normal.from_log_var(m, v).entropy(),
+              lambda m, v, x, m2, v2: kl_standard_normal(Normal.from_log_var(m, v)),
+              lambda m, v, x, m2, v2: kl_divergence(Normal.from_log_var(m, v), Normal.from_log_var(m2, v2)),
+              lambda m, v, x, m2, v2: Normal(m, td.exp(0.5 * v)).log_prob(x),
+              lambda m, v, x, m2, v2: kl_divergence(Normal(m, td.exp(0.5 * v)), Normal(m2, td.exp(0.5 * v2)))):
+        assert gradcheck(f, *args, atol=1e-6)
 
 
 # =============================================================================================
