@@ -12,7 +12,7 @@ import os
 import sys
 
 from tinydgm.errors import RunError, UserError
-from tinydgm.experiments import pos_hmm, vae, wake_sleep
+from tinydgm.experiments import options, pos_hmm, vae, wake_sleep
 
 MODELS = {"vae": vae, "wake-sleep": wake_sleep, "loglinear": pos_hmm}
 ALIASES = {"pos-hmm": "loglinear"}          # `train pos-hmm` is `train loglinear`: the POS-induction HMM
@@ -39,15 +39,16 @@ def run_model(run_dir):
 
 def parser(run_module=None):
     """The whole command line; `eval` and `sample` get the options of `run_module` (the RUN's model)."""
-    p = argparse.ArgumentParser(prog="tinydgm", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="tinydgm", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = p.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model into a run directory")
     kinds = train.add_subparsers(dest="model", required=True)
     for kind, mod in MODELS.items():
         aliases = [a for a, k in ALIASES.items() if k == kind]
-        mod.add_train_arguments(kinds.add_parser(kind, aliases=aliases, help=f"train {HELP[kind]}"))
+        mod.add_train_arguments(kinds.add_parser(kind, aliases=aliases, help=f"train {HELP[kind]}",
+                                                 allow_abbrev=False))
     for name, (add, _) in RUN_COMMANDS.items():
-        q = sub.add_parser(name, help=f"{name} a trained run",
+        q = sub.add_parser(name, help=f"{name} a trained run", allow_abbrev=False,
                            description=f"{name} a trained run; its options depend on the run's model: "
                                        f"`tinydgm {name} RUN --help` lists them")
         q.add_argument("run_dir", metavar="RUN", help="a run directory written by `tinydgm train`")
@@ -60,9 +61,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         words = [a for a in argv if not a.startswith("-")]
+        asks_help = "-h" in argv or "--help" in argv
         if words[:1] in (["eval"], ["sample"]) and len(words) > 1:
             # two stages: find RUN's model, then parse again with that model's options
             first, _ = parser().parse_known_args([a for a in argv if a not in ("-h", "--help")])
+            if asks_help and not os.path.isfile(os.path.join(first.run_dir, "config.json")):
+                parser().parse_args([first.command, "--help"])          # `eval RUN --help` before any run exists
             mod = run_model(first.run_dir)
             add, run = RUN_COMMANDS[first.command]
             if not hasattr(mod, run):
@@ -70,6 +74,7 @@ def main(argv=None):
             return getattr(mod, run)(parser(mod).parse_args(argv)) or 0
         args = parser().parse_args(argv)
         kind = ALIASES.get(args.model, args.model)
+        args.given = options.given(argv, getattr(MODELS[kind], "OPTION_ALIASES", None))
         return MODELS[kind].train(args) or 0
     except UserError as e:
         print(f"tinydgm: error: {e}", file=sys.stderr)

@@ -74,7 +74,7 @@ def learning_curves(records, path, keys=("loss", "valid_elbo")):
         pts = [(r["epoch"] + 1, r[key]) for r in records if key in r]
         if pts:
             sign = -1 if key.startswith("valid_elbo") else 1
-            plt.plot([p[0] for p in pts], [sign * p[1] for p in pts],
+            plt.plot([p[0] for p in pts], [sign * p[1] for p in pts], marker="o", ms=3,   # one epoch: a point
                      label=("-" if sign < 0 else "") + key)
     values = [-r["valid_elbo"] for r in records if "valid_elbo" in r]
     if values:                                           # zoom on the interesting part

@@ -143,7 +143,7 @@ def test_eval_reports_what_it_computes(tiny_run, capsys):
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--k", "20", "--limit", "30", "--seed", "5", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
-    with open(run_dir / "eval-test-k20-n30.json") as f:
+    with open(run_dir / "eval-test-k20-seed5-n30.json") as f:
         assert json.load(f) == result
     assert (result["n"], result["k"], result["split"], result["checkpoint"]) == (30, 20, "test", "best")
 
@@ -197,8 +197,6 @@ def test_resuming_a_finished_run_changes_nothing(tiny_run, resumed_finished):
     assert {f: digest(run_dir / f) for f in RUN_FILES} == before
 
 
-@pytest.mark.xfail(strict=True, reason="runs.fit: resuming a finished run returns a summary with "
-                   "last = {} and overwrites summary.json, losing the last epoch's metrics")
 def test_resuming_a_finished_run_keeps_its_summary(tiny_run, resumed_finished):
     assert resumed_finished[2]["last"] == tiny_run["summary"]["last"]
 

@@ -6,7 +6,9 @@ the per-image means to report beside the NLL (averaged over shards by n) and the
 not average (computed on the images evaluated, and again on the whole split by `--combine`).
 """
 import json
+import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -60,17 +62,23 @@ def evaluate(ev, args):
                  **ev.nll_options(args.k))
     whole = ev.whole(x, args.seed, shard)
     result = {"run": ev.run.dir, "checkpoint": args.checkpoint, "split": args.split, "start": args.start,
-              "n": len(x), "k": args.k, f"{args.split}_nll": nll, **means, **whole,
+              "n": len(x), "k": args.k, "seed": args.seed, f"{args.split}_nll": nll, **means, **whole,
               "time_s": round(time.perf_counter() - t0, 1)}
     part = f"-from{args.start}" * bool(args.start) + f"-n{len(x)}" * shard
-    _write(ev.run, f"eval-{args.split}-k{args.k}{part}.json", result)
+    _write(ev.run, f"{_stem(args)}{part}.json", result)
+
+
+def _stem(args):
+    """One file name per distinct request: split, k, checkpoint and seed (the defaults, best and 0, unnamed)."""
+    return (f"eval-{args.split}-k{args.k}" + f"-{args.checkpoint}" * (args.checkpoint != "best")
+            + f"-seed{args.seed}" * (args.seed != 0))
 
 
 def combine(ev, args):
     """eval-SPLIT-kK.json from one checkpoint's shards eval-SPLIT-kK[-fromS]-nN.json that tile the split, weighted by n."""
-    run, split, k, prefix, shards = ev.run, args.split, args.k, f"eval-{args.split}-k{args.k}-", []
+    run, split, k, stem, shards = ev.run, args.split, args.k, _stem(args), []
     for name in sorted(os.listdir(run.dir)):
-        if not (name.startswith(prefix) and name.endswith(".json")):
+        if not re.fullmatch(re.escape(stem) + r"(-from\d+)?-n\d+\.json", name):
             continue
         try:
             with open(run.path(name)) as f:
@@ -81,8 +89,8 @@ def combine(ev, args):
         if r.get("checkpoint", "best") == args.checkpoint:
             shards.append((r["start"], name, r))
     if not shards:
-        raise UserError(f"{run.dir}: no {args.checkpoint} shards {prefix}*.json to combine; make them with "
-                        f"tinydgm eval {run.dir} --k {k} --split {split} --start S --limit N")
+        raise UserError(f"{run.dir}: no shards {stem}[-fromS]-nN.json to combine; make them with "
+                        f"tinydgm eval {run.dir} --k {k} --split {split} --start S --limit N (same --checkpoint, --seed)")
     shards.sort(key=lambda t: t[:2])
     data = ev.load(split)
     total, at = len(data), 0
@@ -100,13 +108,21 @@ def combine(ev, args):
         mean = {key: sum(r[key] * r["n"] for _, _, r in shards) / total for key in keys}
     except (KeyError, TypeError) as e:
         raise UserError(f"{run.dir}: the shards do not all hold {e}; evaluate them again with this version") from None
-    result = {"run": run.dir, "checkpoint": args.checkpoint, "split": split, "n": total, "k": k, **mean,
+    result = {"run": run.dir, "checkpoint": args.checkpoint, "split": split, "n": total, "k": k, "seed": args.seed, **mean,
               **ev.whole(backend.asarray(data), args.seed, False), "shards": len(shards),
               "shard_seconds": round(sum(r.get("time_s", 0) for _, _, r in shards), 1)}
-    _write(run, f"eval-{split}-k{k}.json", result)
+    _write(run, f"{stem}.json", result)
 
 
 def _write(run, name, result):
+    """The result as RUN/name and one more line of RUN/evals.jsonl (never overwritten); non-finite numbers
+    become null, with a "status" naming them (JSON has no NaN)."""
+    bad = [key for key, v in result.items() if isinstance(v, float) and not math.isfinite(v)]
+    result = {**{key: None if key in bad else v for key, v in result.items()},
+              "status": f"non-finite: {', '.join(bad)} (a diverged model?)" if bad else "ok"}
+    text = json.dumps(result, allow_nan=False)
     with open(run.path(name), "w") as f:
-        json.dump(result, f, indent=1)
-    print(json.dumps(result), flush=True)
+        json.dump(result, f, indent=1, allow_nan=False)
+    with open(run.path("evals.jsonl"), "a") as f:
+        f.write(json.dumps({"file": name, **result}, allow_nan=False) + "\n")
+    print(text, flush=True)

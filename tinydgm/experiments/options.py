@@ -8,16 +8,62 @@ import os
 import time
 
 from tinydgm import backend
+from tinydgm.data import binarized_mnist
 from tinydgm.errors import UserError
+from tinydgm.experiments import runs
 from tinydgm.optim import HOLD, SCHEDULES
 
-NOT_CONFIG = ("command", "_kind", "resume", "quiet")          # how to run, not what the run is
+NOT_CONFIG = ("command", "_kind", "resume", "quiet", "given", "threads")   # how to run, not what the run is
+# what `--resume RUN` may change: how long and how to optimise, not what the model is (sizes, features, data)
+RESUMABLE = ("epochs", "minutes", "cpu_minutes", "lr", "schedule", "eval_every", "device", "batch_size",
+             "adam_eps", "valid_k", "iterations", "mstep_iterations", "lbfgs_round")
+BUDGET = ("epochs", "minutes", "cpu_minutes")               # one setting: given one, the others follow it
+
+
+def given(argv, aliases=None):
+    """The options written out in `argv` (`--lr 1e-3`, `--lr=1e-3`), as argparse dests."""
+    out = set()
+    for a in argv:
+        if a == "--":
+            break
+        if a.startswith("--"):
+            name = a[2:].split("=", 1)[0].replace("-", "_")
+            out.add((aliases or {}).get(name, name))
+    return out
+
+
+def resume_or_configure(args, model, configure):
+    """(run, config): for `--resume RUN`, the run, with the options given now applied where they may change
+    (each change recorded in its config's history); else (None, configure(args)), a new run's config,
+    which the command creates once its data has been read (so that a bad data file leaves no folder)."""
+    if not args.resume:
+        return None, configure(args)
+    asked = getattr(args, "given", set()) - set(NOT_CONFIG)
+    if "out" in asked:
+        raise UserError("--out: give --resume RUN to continue a run, or --out DIR for a new one, not both")
+    run = runs.Run.open(args.resume, model=model)
+    if not asked:
+        return run, run.config
+    fresh = configure(args)                                  # the new values, checked as for a new run
+    changes = {}
+    for key in sorted(asked | (set(BUDGET) if asked & set(BUDGET) else set())):
+        if key not in fresh or fresh[key] == run.config.get(key):
+            continue
+        if key not in RESUMABLE:
+            raise UserError(f"--{key.replace('_', '-')}: {run.dir} was trained with {run.config.get(key)!r}; "
+                            f"what defines the model cannot change on resume (train a new run with --out)")
+        changes[key] = fresh[key]
+    if changes:
+        run.update_config(changes, run.epochs_done())
+    return run, run.config
 
 
 # ---------------------------------------------------------------- train
 
-def run_options(p, model, device=True, limit=True, eval_every=1, eval_every_help=None):
-    """--seed --device --out --resume --eval-every --limit --quiet."""
+def run_options(p, model, device=True, limit=True, eval_every=1, eval_every_help=None, data_help=None):
+    """--data --seed --device --threads --out --resume --eval-every --limit --quiet."""
+    p.add_argument("--data", help=data_help or "the data folder, holding binarized_mnist/ (default: $TINYDGM_DATA, "
+                   "else the data/ shipped beside the package)")
     p.add_argument("--seed", type=int, default=0)
     if device:
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -46,6 +92,10 @@ def budget_options(p, epochs_help, lr=1e-3, schedules=SCHEDULES, schedule=None, 
 def config(args, model):
     """The run's config from parsed arguments: every option but how to run, plus the model's name."""
     cfg = {k: v for k, v in vars(args).items() if k not in NOT_CONFIG}
+    positive(cfg, "epochs", "limit", "eval_every")
+    for key in ("minutes", "lr"):
+        if cfg.get(key) is not None and not cfg[key] > 0:
+            raise UserError(f"--{key}: expected a number > 0, got {cfg[key]}")
     cfg["model"] = model
     cfg["out"] = cfg.get("out") or os.path.join("runs", time.strftime(f"{model}-%Y%m%d-%H%M%S"))
     return cfg
@@ -67,6 +117,20 @@ def positive(cfg, *keys):
     for key in keys:
         if cfg.get(key) is not None and cfg[key] < 1:
             raise UserError(f"--{key.replace('_', '-')}: expected a positive integer, got {cfg[key]}")
+
+
+def data_folder(path):
+    """--data as an absolute folder (None: $TINYDGM_DATA, else the shipped data/), checked to exist."""
+    if path is None:
+        return None
+    if not os.path.isdir(path):
+        raise UserError(f"--data {path}: not a folder; expected the folder that holds the data sets")
+    return os.path.abspath(path)
+
+
+def mnist(cfg):
+    """split -> the binarized MNIST images of the run's data folder."""
+    return lambda split: binarized_mnist(split, cfg.get("data"))
 
 
 def use_device(device):

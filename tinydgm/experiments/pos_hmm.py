@@ -18,6 +18,7 @@ from tinydgm.metrics.tagging import contingency, tagging_scores, top_words
 from tinydgm.models.loglinear import hmm as H
 from tinydgm.models.loglinear.features import FEATURE_SETS, conjoin, word_features
 
+OPTION_ALIASES = {"epochs": "iterations"}    # `--epochs N` is `--iterations N`: an EM iteration is an epoch
 NAME = "loglinear"           # the name runs record in config.json (`tinydgm train pos-hmm` is the same command)
 
 
@@ -100,8 +101,8 @@ def add_train_arguments(p):
                    help="direct mode: L-BFGS iterations per epoch (a checkpoint after each)")
     p.add_argument("--init-scale", type=float,
                    help="s.d. of the random initial weights (default 0.1 em basic, else 0.01)")
-    p.add_argument("--data", help="folder of .conllu(.gz) files (default: the shipped UD English EWT)")
     options.run_options(p, NAME, device=False, limit=False, eval_every=None,
+                        data_help="folder of .conllu(.gz) files (default: the shipped UD English EWT)",
                         eval_every_help="score against gold tags every N epochs (default 10 em, 1 direct)")
 
 
@@ -139,7 +140,7 @@ def _epochs(cfg):
 
 
 def train(args):
-    run, cfg = runs.resume_or_configure(args, NAME, _config)
+    run, cfg = options.resume_or_configure(args, NAME, _config)
     corpus = load_corpus(cfg["data"])
     run = run or runs.Run.create(cfg["out"], cfg)
     trainer = HMMTrainer(build(cfg, corpus), corpus, cfg)

@@ -61,13 +61,22 @@ class Run:
 
     @classmethod
     def create(cls, path, config):
+        """A new run folder holding `config.json`, created exclusively: of two starts on one folder, one fails."""
         path = os.fspath(path)
-        if os.path.exists(os.path.join(path, "config.json")):
-            raise RunError(f"{path}: already holds a run; continue it with --resume {path} "
-                           f"or choose another --out")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise RunError(f"--out {path}: a file, not a folder; expected a new or empty run folder")
         os.makedirs(path, exist_ok=True)
         config = {k: v for k, v in config.items() if _jsonable(v)}
-        _write_json(os.path.join(path, "config.json"), config)
+        file = os.path.join(path, "config.json")
+        tmp = f"{file}.{os.getpid()}.tmp"
+        _write_json(tmp, config, replace=None)
+        try:
+            os.link(tmp, file)                    # atomic and exclusive: fails if a run is already there
+        except FileExistsError:
+            raise RunError(f"{path}: already holds a run; continue it with --resume {path} "
+                           f"or choose another --out") from None
+        finally:
+            os.remove(tmp)
         return cls(path, config)
 
     @classmethod
@@ -87,6 +96,18 @@ class Run:
 
     def path(self, name):
         return os.path.join(self.dir, name)
+
+    def epochs_done(self):
+        """How many epochs the `last` checkpoint holds (0 before the first)."""
+        return checkpoint.load_state(self.path("last"))[1]["epoch"] if checkpoint.exists(self.path("last")) else 0
+
+    def update_config(self, changes, epoch):
+        """Record option changes made on resume: config.json takes the new values and a `history` entry
+        {"epoch": E, "changes": {option: [old, new]}}; metrics.jsonl gets the same entry."""
+        entry = {"epoch": epoch, "changes": {k: [self.config.get(k), v] for k, v in changes.items()}}
+        self.config = {**self.config, **changes, "history": self.config.get("history", []) + [entry]}
+        _write_json(self.path("config.json"), self.config)
+        self.log({"event": "resume", **entry})
 
     def log(self, record):
         with open(self.path("metrics.jsonl"), "a") as f:
@@ -123,7 +144,7 @@ class Run:
 
     def truncate_metrics(self, epochs):
         """Forget records of epochs >= `epochs` (written after the checkpoint we resume from)."""
-        kept = [r for r in self.metrics() if r["epoch"] < epochs]
+        kept = [r for r in self.metrics() if r["epoch"] < epochs or ("event" in r and r["epoch"] == epochs)]
         with open(self.path("metrics.jsonl"), "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in kept)
 
@@ -142,21 +163,14 @@ def _jsonable(v):
         return False
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
+def _write_json(path, obj, replace=True):
+    """`obj` as JSON in `path`, written to a temporary file and renamed over it (replace=None: in place)."""
+    tmp = path + ".tmp" if replace else path
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
         f.write("\n")
-    os.replace(tmp, path)
-
-
-def resume_or_configure(args, model, configure):
-    """(run, config): the run that `--resume` names and its config, or (None, configure(args)) for a new
-    run, which the command creates once its data has been read (so that a bad data file leaves no folder)."""
-    if args.resume:
-        run = Run.open(args.resume, model=model)
-        return run, run.config
-    return None, configure(args)
+    if replace:
+        os.replace(tmp, path)
 
 
 def load_checkpoint(run_dir, model, which="best"):
@@ -229,9 +243,13 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
         run.truncate_metrics(loop["epoch"])
     budget = None if minutes is None else 60.0 * minutes
     spent = "cpu_s" if clock == "cpu" else "elapsed_s"               # which clock the budget counts
-    status, last, saved = "done", {}, loop["epoch"]
+    epochs_done = [r for r in run.metrics() if "event" not in r]
+    status, last, saved = "done", epochs_done[-1] if epochs_done else {}, loop["epoch"]
     bar = tqdm(total=epochs, initial=loop["epoch"], unit="epoch", disable=quiet, dynamic_ncols=True,
-               desc=os.path.basename(run.dir.rstrip("/")))
+               desc=os.path.basename(run.dir.rstrip("/")), bar_format=None if epochs else "{desc}: {n:.2f} epochs "
+               "[{elapsed}{postfix}]")
+    if hasattr(trainer, "report"):                 # within an epoch: the bar moves per batch, with images/s
+        trainer.report = _reporter(bar, loop)
 
     def out_of_budget(done, elapsed):
         return (epochs is not None and done >= epochs) or (budget is not None and elapsed >= budget)
@@ -262,7 +280,8 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
             run.log(record)
             checkpoint.save_state(run.path("last"), trainer.state(), loop)
             saved, last = loop["epoch"], record
-            bar.update(1)
+            bar.n = loop["epoch"]
+            bar.refresh()
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
                              if k in ("loss", monitor) and isinstance(v, float)})
     except KeyboardInterrupt:
@@ -278,6 +297,24 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
             "epochs": saved, "time_s": round(loop["elapsed_s"], 1), "cpu_s": round(loop.get("cpu_s", 0.0), 1),
             "best_epoch": loop["best_epoch"], monitor: loop["best"],
             "last": {k: v for k, v in last.items() if k != "epoch"}}
+
+
+def _reporter(bar, loop):
+    """report(done, total): `done` of `total` images of the current epoch are through."""
+    state = {"t0": time.perf_counter(), "done": 0, "shown": 0.0}
+
+    def report(done, total):
+        now = time.perf_counter()
+        if done < state["done"]:                   # a new epoch
+            state.update(t0=now, done=0)
+        state["done"] = done
+        if bar.disable or now - state["shown"] < 0.2:
+            return
+        state["shown"] = now
+        bar.n = loop["epoch"] + done / total
+        bar.set_postfix_str(f"{done / max(now - state['t0'], 1e-9):,.0f} images/s", refresh=False)
+        bar.refresh()
+    return report
 
 
 def _kept(run, saved):

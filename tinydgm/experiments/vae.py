@@ -27,6 +27,7 @@ NAME = "vae"
 
 class VAETrainer:
     """One epoch of Adam on -ELBO (or -L_k), validation ELBO, and the state to resume from."""
+    report = None                  # report(images done, images in the epoch): set by runs.fit for its progress bar
 
     def __init__(self, model, opt, train_x, valid_x, cfg, rng):
         self.model, self.opt, self.cfg, self.rng = model, opt, cfg, rng
@@ -52,6 +53,8 @@ class VAETrainer:
             loss.backward()
             self.opt.step()
             total += value * len(x)
+            if self.report:
+                self.report(i + len(x), n)
         return {"loss": total / n, "lr": self.opt.lr}
 
     def validate(self):
@@ -91,6 +94,7 @@ def add_train_arguments(p):
 
 def _config(args):
     cfg = options.config(args, NAME)
+    cfg["data"] = options.data_folder(cfg["data"])
     cfg["schedule"] = cfg["schedule"] or ("anneal" if cfg["minutes"] else "constant")
     burda = cfg["schedule"] == "burda"
     if cfg["epochs"] is None and cfg["minutes"] is None:
@@ -110,9 +114,9 @@ def build(cfg):
 
 
 def train(args):
-    run, cfg = runs.resume_or_configure(args, NAME, _config)
+    run, cfg = options.resume_or_configure(args, NAME, _config)
     options.use_device(cfg["device"])
-    train_x, valid_x = (backend.asarray(binarized_mnist(s)[: cfg.get("limit")]) for s in ("train", "valid"))
+    train_x, valid_x = (backend.asarray(binarized_mnist(s, cfg.get("data"))[: cfg.get("limit")]) for s in ("train", "valid"))
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt = build(cfg)
     trainer = VAETrainer(model, opt, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
@@ -137,7 +141,7 @@ def figures(run, cfg, n=100):
     rng = np.random.default_rng(cfg["seed"])
     with td.no_grad():
         means = backend.to_numpy(model.decode(model.prior_sample(n, rng)).probs.data)
-    test = binarized_mnist("test")
+    test = binarized_mnist("test", cfg.get("data"))
     x = test[np.sort(rng.choice(len(test), 50, replace=False))]    # the test set is sorted by digit
     out = [plots.image_grid(means, run.path("samples.png"), title="samples: mean of p(x|z), z ~ N(0, I)"),
            plots.reconstructions(x, backend.to_numpy(model.reconstruct(td.tensor(x)).data), run.path("reconstructions.png")),
@@ -166,7 +170,7 @@ def evaluate(args):
         with td.no_grad():
             return {"active_units": active_units(model.encode(x).loc.data)}
 
-    evaluation.evaluate(evaluation.Evaluation(model, run, binarized_mnist, per_image, whole), args)
+    evaluation.evaluate(evaluation.Evaluation(model, run, options.mnist(run.config), per_image, whole), args)
 
 
 def add_sample_arguments(p):

@@ -27,6 +27,7 @@ NAME = "wake-sleep"
 
 class WakeSleepTrainer:
     """One epoch of (reweighted) wake-sleep with Adam on θ and on λ; validation L_k; resumable state."""
+    report = None                  # report(images done, images in the epoch): set by runs.fit for its progress bar
 
     def __init__(self, model, opt_p, opt_q, train_x, valid_x, cfg, rng):
         self.model, self.opt_p, self.opt_q = model, opt_p, opt_q
@@ -48,6 +49,8 @@ class WakeSleepTrainer:
                 if not math.isfinite(v):
                     raise runs.NonFinite(f"{key} = {v}")
                 sums[key] = sums.get(key, 0.0) + v * len(x)
+            if self.report:
+                self.report(i + len(x), n)
         means = {key: v / n for key, v in sums.items()}
         # loss: -L_k of the training batches (RWS), or -E_q log p(x, h) (wake-sleep: the wake objective)
         loss = -means.pop("bound") if "bound" in means else -means["wake"]
@@ -92,6 +95,7 @@ def add_train_arguments(p):
 
 def _config(args):
     cfg = options.config(args, NAME)
+    cfg["data"] = options.data_folder(cfg["data"])
     if cfg["epochs"] is None and cfg["minutes"] is None:
         cfg["epochs"] = 100
     cfg["layers"] = options.sizes(cfg["layers"], "--layers")
@@ -113,10 +117,10 @@ def build(cfg):
 
 
 def train(args):
-    run, cfg = runs.resume_or_configure(args, NAME, _config)
+    run, cfg = options.resume_or_configure(args, NAME, _config)
     options.use_device(cfg["device"])
-    train_np = binarized_mnist("train")[:cfg.get("limit")]
-    train_x, valid_x = backend.asarray(train_np), backend.asarray(binarized_mnist("valid")[:cfg.get("limit")])
+    train_np = binarized_mnist("train", cfg.get("data"))[:cfg.get("limit")]
+    train_x, valid_x = backend.asarray(train_np), backend.asarray(binarized_mnist("valid", cfg.get("data"))[:cfg.get("limit")])
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt_p, opt_q = build(cfg)
     model.init_visible_bias(train_np)
@@ -140,7 +144,7 @@ def figures(run, cfg, n=100):
         return []
     model, _ = load(run.dir, "best")
     rng = np.random.default_rng(cfg["seed"])
-    x = binarized_mnist("test")
+    x = binarized_mnist("test", cfg.get("data"))
     x = x[rng.permutation(len(x))[:1000]]                  # the test file is ordered by digit
     draw = backend.device_rng(rng)                         # draws on the model's device
     dreams = backend.to_numpy(model.dream_means(n, draw))
@@ -166,7 +170,7 @@ def evaluate(args):
         return {"elbo": mean_iwae_bound(model, x, 1, np.random.default_rng(seed))}
 
     def whole(x, seed, shard):                                 # once, in --combine, for shards
-        train = None if shard else mean_iwae_bound(model, backend.asarray(binarized_mnist("train")), 1,
+        train = None if shard else mean_iwae_bound(model, backend.asarray(options.mnist(run.config)("train")), 1,
                                                    np.random.default_rng(seed))
         return {"train_elbo": train}
 
@@ -175,7 +179,7 @@ def evaluate(args):
         chunk = max(d for d in range(1, min(k, 500) + 1) if k % d == 0)
         return {"chunk": chunk, "batch_size": max(1, 1000 // chunk)}
 
-    evaluation.evaluate(evaluation.Evaluation(model, run, binarized_mnist, per_image, whole, nll_options), args)
+    evaluation.evaluate(evaluation.Evaluation(model, run, options.mnist(run.config), per_image, whole, nll_options), args)
 
 
 def add_sample_arguments(p):

@@ -1,0 +1,197 @@
+"""The command line behaves the same everywhere: options checked before any folder exists, runs created
+atomically, resumed with new settings (recorded), evaluation results kept, progress within an epoch."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from tinydgm import plots
+from tinydgm.cli import main, parser
+from tinydgm.errors import RunError
+from tinydgm.experiments import evaluation, runs, vae
+
+TINY = ["--limit", "100", "--hidden", "8", "--z-dim", "2", "--batch-size", "50", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def no_figures(monkeypatch):
+    monkeypatch.setattr(plots, "available", lambda: False)
+
+
+def summary(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def one_line_error(capsys):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tinydgm: error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def epoch_records(run_dir):
+    return [r for r in runs.Run.open(run_dir).metrics() if "event" not in r]
+
+
+# ---------------------------------------------------------------- options checked before any folder exists
+
+@pytest.mark.parametrize("bad, option", [(["--epochs", "0"], "--epochs"), (["--limit", "0"], "--limit"),
+                                         (["--minutes", "-1"], "--minutes"), (["--lr", "0"], "--lr"),
+                                         (["--eval-every", "0"], "--eval-every"),
+                                         (["--data", "/nonexistent/folder"], "--data")])
+def test_a_refused_run_leaves_nothing(tmp_path, capsys, bad, option):
+    out = tmp_path / "run"
+    assert main(["train", "vae", *TINY, *bad, "--out", str(out)]) == 2
+    assert one_line_error(capsys).startswith(f"tinydgm: error: {option}")
+    assert not out.exists()
+
+
+def test_out_naming_a_file_is_one_line_and_the_file_is_kept(tmp_path, capsys):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--out", str(f)]) == 2
+    assert "a file, not a folder" in one_line_error(capsys)
+    assert f.read_text() == "mine"
+
+
+def test_run_creation_is_exclusive(tmp_path, monkeypatch):
+    """Another process writing config.json between our check and our write: we refuse, it keeps its run."""
+    path = tmp_path / "r"
+    makedirs = os.makedirs
+
+    def racing(p, exist_ok=False):
+        makedirs(p, exist_ok=exist_ok)
+        (path / "config.json").write_text('{"model": "other"}')
+    monkeypatch.setattr(os, "makedirs", racing)
+    with pytest.raises(RunError, match="already holds a run"):
+        runs.Run.create(path, {"model": "vae"})
+    assert json.loads((path / "config.json").read_text()) == {"model": "other"}
+    assert sorted(os.listdir(path)) == ["config.json"]
+
+
+# ---------------------------------------------------------------- resume with new settings
+
+def test_resume_extends_a_finished_run_and_records_new_settings(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["train", "vae", "--resume", out, "--epochs", "3", "--lr", "5e-4", "--quiet"]) == 0
+    s = summary(capsys)
+    assert s["status"] == "done" and s["epochs"] == 3
+    records = epoch_records(out)
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert records[0]["lr"] == 1e-3 and records[1]["lr"] == records[2]["lr"] == 5e-4
+    config = runs.Run.open(out).config
+    assert config["epochs"] == 3 and config["lr"] == 5e-4
+    assert config["history"] == [{"epoch": 1, "changes": {"epochs": [1, 3], "lr": [1e-3, 5e-4]}}]
+    events = [r for r in runs.Run.open(out).metrics() if r.get("event") == "resume"]
+    assert events == [{"event": "resume", **config["history"][0]}]
+
+
+def test_resume_refuses_to_change_the_model(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--out", out]) == 0
+    before = (tmp_path / "r" / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "vae", "--resume", out, "--hidden", "16", "--quiet"]) == 2
+    err = one_line_error(capsys)
+    assert "--hidden" in err and "cannot change on resume" in err and "[8]" in err
+    assert (tmp_path / "r" / "config.json").read_text() == before
+    assert main(["train", "vae", "--resume", out, "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "not both" in one_line_error(capsys)
+
+
+def test_loglinear_takes_epochs_and_wake_sleep_cpu_minutes():
+    args = parser().parse_args(["train", "loglinear", "--epochs", "7"])
+    assert args.iterations == 7
+    assert parser().parse_args(["train", "pos-hmm", "--iterations", "4"]).iterations == 4
+    assert parser().parse_args(["train", "wake-sleep", "--cpu-minutes", "--minutes", "2"]).cpu_minutes is True
+    with pytest.raises(SystemExit, match="^2$"):                  # no abbreviations: --epo is not --epochs
+        parser().parse_args(["train", "vae", "--epo", "3"])
+
+
+# ---------------------------------------------------------------- evaluation results are kept
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("cl") / "run")
+    plots_available = plots.available
+    plots.available = lambda: False
+    try:
+        assert main(["train", "vae", *TINY, "--epochs", "1", "--out", out]) == 0
+    finally:
+        plots.available = plots_available
+    return out
+
+
+def test_each_evaluation_request_keeps_its_own_result(tiny_run, capsys):
+    requests = [["--limit", "20"], ["--limit", "20", "--seed", "1"], ["--limit", "20", "--checkpoint", "last"],
+                ["--limit", "10"]]
+    for extra in requests:
+        assert main(["eval", tiny_run, "--k", "3", "--quiet", *extra]) == 0
+    capsys.readouterr()
+    files = sorted(f for f in os.listdir(tiny_run) if f.startswith("eval-"))
+    assert files == ["eval-test-k3-last-n20.json", "eval-test-k3-n10.json", "eval-test-k3-n20.json",
+                     "eval-test-k3-seed1-n20.json"]
+    with open(os.path.join(tiny_run, "eval-test-k3-n20.json")) as f:
+        assert json.load(f)["n"] == 20                         # not overwritten by the later --limit 10
+    with open(os.path.join(tiny_run, "evals.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    assert [line["file"] for line in lines[-4:]] == ["eval-test-k3-n20.json", "eval-test-k3-seed1-n20.json",
+                                                     "eval-test-k3-last-n20.json", "eval-test-k3-n10.json"]
+
+
+@pytest.mark.parametrize("bad, option", [(["--k", "0"], "--k"), (["--limit", "0"], "--limit"),
+                                         (["--limit", "-5"], "--limit"), (["--start", "-1"], "--start")])
+def test_eval_options_out_of_range_are_one_line(tiny_run, capsys, bad, option):
+    before = sorted(os.listdir(tiny_run))
+    assert main(["eval", tiny_run, "--quiet", *bad]) == 2
+    assert one_line_error(capsys).startswith(f"tinydgm: error: {option}")
+    assert sorted(os.listdir(tiny_run)) == before
+
+
+def test_a_nonfinite_result_is_written_as_null_with_a_status(tiny_run, capsys, monkeypatch):
+    monkeypatch.setattr(evaluation, "iw_nll", lambda *a, **kw: float("nan"))
+    assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in JSON")
+    result = json.loads(printed, parse_constant=refuse)
+    with open(os.path.join(tiny_run, "eval-test-k2-n5.json")) as f:
+        assert json.load(f, parse_constant=refuse) == result
+    assert result["test_nll"] is None and result["status"].startswith("non-finite: test_nll")
+    assert math.isfinite(result["test_elbo"])
+
+
+def test_eval_help_works_with_or_without_a_run(tiny_run, capsys):
+    for argv in (["eval", "--help"], ["eval", "RUN", "--help"], ["eval", tiny_run, "--help"]):
+        with pytest.raises(SystemExit, match="^0$"):
+            main(argv)
+        assert "usage: tinydgm eval" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="^0$"):
+        main(["eval", tiny_run, "--help"])
+    assert "--combine" in capsys.readouterr().out                 # the run's model's options
+
+
+# ---------------------------------------------------------------- progress within an epoch, readable curves
+
+def test_the_progress_bar_moves_within_an_epoch(tmp_path):
+    cfg = vae._config(parser().parse_args(["train", "vae", *TINY, "--epochs", "1", "--out", str(tmp_path / "r")]))
+    model, opt = vae.build(cfg)
+    x = (np.random.default_rng(0).random((120, 784)) < 0.3).astype(np.float32)
+    trainer = vae.VAETrainer(model, opt, x, x[:10], cfg, np.random.default_rng(1))
+    seen = []
+    trainer.report = lambda done, total: seen.append((done, total))
+    trainer.train_epoch(0, 0.0)
+    assert seen == [(50, 120), (100, 120), (120, 120)]
+
+
+def test_curves_after_one_epoch_show_a_point(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda plt, fig, path: drawn.append(fig) or path)
+    plots.learning_curves([{"epoch": 0, "loss": 200.0, "valid_elbo": -190.0}], str(tmp_path / "c.png"))
+    lines = drawn[0].axes[0].lines
+    assert lines and all(line.get_marker() not in (None, "None", "") for line in lines)
