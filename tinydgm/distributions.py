@@ -137,25 +137,32 @@ class Normal(Distribution):
 # =============================================================================================
 
 class Bernoulli(Distribution):
-    """Bernoulli(sigmoid(logits)) on {0, 1}; give logits= or probs= (probs are never clipped)."""
+    """Bernoulli(sigmoid(logits)) on {0, 1}; give logits= or probs=.
+
+    Logits are used as given.  probs= are clamped to [eps, 1 - eps], eps = finfo(dtype).eps, only
+    when turned into logits (as PyTorch does), so log_prob, entropy, KL and their gradients stay
+    finite at p = 0 and 1 (log p(x) = log eps, not -inf, for an x of probability 0); `probs`,
+    `mean` and `sample` use p itself.
+    """
 
     def __init__(self, logits=None, probs=None, validate_args=None):
         if (logits is None) == (probs is None):
             raise ValueError("Bernoulli: give exactly one of logits= or probs=")
+        self._probs = None
         if probs is not None:
-            p = _tensor(probs)
+            p = self._probs = _tensor(probs)
             super().__init__(p.shape, validate_args)
             if self._validate and not bool(((p.data >= 0) & (p.data <= 1)).all()):
                 self._check(False, f"probs must lie in [0, 1], got values in "
                                    f"[{float(p.data.min())!r}, {float(p.data.max())!r}]")
-            with numpy.errstate(divide="ignore"):
-                self.logits = ops.log(p) - ops.log(1 - p)      # log p/(1-p): +-inf at the ends, exactly
+            eps = float(numpy.finfo(p.dtype).eps)
+            p = ops.clip(p, eps, 1 - eps)                      # d/dp = 0 where clamped
+            self.logits = ops.log(p) - ops.log(1 - p)          # log p/(1-p); 1 - p exact for p >= 1/2
         else:
             self.logits = _tensor(logits)
             super().__init__(self.logits.shape, validate_args)
-        self._from_probs = probs is not None                 # logits may be +-inf: no 0 * inf below
 
-    probs = property(lambda self: ops.sigmoid(self.logits))
+    probs = property(lambda self: ops.sigmoid(self.logits) if self._probs is None else self._probs)
     mean = probs
     variance = property(lambda self: self.probs * (1 - self.probs))
 
@@ -164,8 +171,6 @@ class Bernoulli(Distribution):
         value = _like(unwrap(value), self.logits.data)
         if self._validate:
             self._check(((value == 0) | (value == 1)).all(), "value must be 0 or 1")
-        if self._from_probs:       # = x log s(l) + (1 - x) log s(-l), with 0 * log 0 = 0 at probs 0 and 1
-            return _weighted(value, ops.log_sigmoid(self.logits)) + _weighted(1 - value, ops.log_sigmoid(-self.logits))
         return ops.bernoulli_log_prob(self.logits, value)
 
     def sample(self, shape=(), rng=None):
@@ -176,9 +181,6 @@ class Bernoulli(Distribution):
 
     def entropy(self):
         # H = -p log p - (1 - p) log(1 - p) = softplus(l) - l sigmoid(l)
-        if self._from_probs:
-            return -_weighted(self.probs, ops.log_sigmoid(self.logits)) - \
-                _weighted(ops.sigmoid(-self.logits), ops.log_sigmoid(-self.logits))
         return ops.softplus(self.logits) - self.logits * self.probs
 
 
@@ -285,8 +287,8 @@ def kl_standard_normal(p):
 def _kl_bernoulli_bernoulli(p, q):
     # KL = s(a)(log s(a) - log s(b)) + s(-a)(log s(-a) - log s(-b)), with logits a, b
     a, b = p.logits, q.logits
-    with numpy.errstate(invalid="ignore"):             # inf - inf at probs 0 or 1: weighted by 0 below
-        return _weighted(p.probs, ops.log_sigmoid(a) - ops.log_sigmoid(b)) + \
+    with numpy.errstate(invalid="ignore"):             # inf - inf at logits +-inf: weighted by 0 below
+        return _weighted(ops.sigmoid(a), ops.log_sigmoid(a) - ops.log_sigmoid(b)) + \
             _weighted(ops.sigmoid(-a), ops.log_sigmoid(-a) - ops.log_sigmoid(-b))
 
 

@@ -220,14 +220,6 @@ def test_bernoulli_log_prob_exact_at_logit_1000(xp):
     np.testing.assert_array_equal(host(out), [-1000.0, -1000.0])
 
 
-def test_bernoulli_with_probs_zero_and_one_is_exact(xp):
-    d = Bernoulli(probs=t64([0.0, 0.0, 1.0, 1.0]))
-    np.testing.assert_array_equal(host(d.log_prob(t64([0.0, 1.0, 1.0, 0.0]))), [0.0, -np.inf, 0.0, -np.inf])
-    np.testing.assert_array_equal(host(d.entropy()), 0.0)
-    q = Bernoulli(probs=t64([0.5, 0.0, 0.5, 1.0]))
-    np.testing.assert_allclose(host(kl_divergence(d, q)), [np.log(2), 0.0, np.log(2), 0.0], rtol=1e-12)
-
-
 @settings(max_examples=25)
 @given(alpha=st.lists(prob_vectors(5), min_size=3, max_size=3), zero=st.integers(0, 4))
 def test_categorical_sums_to_one_over_the_support(xp, alpha, zero):
@@ -374,6 +366,53 @@ def test_normal_log_prob_off_the_mean_at_extreme_log_vars(xp, dtype):
                 mu, _tensor_of(xp, [lv, lv], dtype))
             np.testing.assert_allclose(host(g[1]), -0.5, rtol=1e-6)
             assert np.isfinite(host(g[0])).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bernoulli_probs_zero_and_one_are_clamped_into_finite_logits(xp, dtype):
+    """As PyTorch: probs become logits after clamping to [eps, 1 - eps], eps = finfo(dtype).eps, so
+    log_prob, entropy, KL and their gradients are finite at p = 0 and 1 (log p(x) = log eps where
+    x has probability 0); probs, mean and samples stay exactly p."""
+    eps = np.finfo(dtype).eps
+    p, x = _tensor_of(xp, [0.0, 0.0, 1.0, 1.0], dtype), _tensor_of(xp, [0.0, 1.0, 1.0, 0.0], dtype)
+    q = Bernoulli(probs=_tensor_of(xp, [0.5, 0.0, 0.5, 1.0], dtype))
+    d = Bernoulli(probs=p)
+    lp = d.log_prob(x)
+    assert lp.dtype == dtype
+    np.testing.assert_allclose(host(lp), [0.0, np.log(eps), 0.0, np.log(eps)], rtol=1e-6, atol=2 * eps)
+    np.testing.assert_allclose(host(d.entropy()), 0.0, atol=50 * eps)
+    np.testing.assert_allclose(host(kl_divergence(d, q)), [np.log(2), 0.0, np.log(2), 0.0], atol=50 * eps)
+    for f in (lambda p: Bernoulli(probs=p).log_prob(x), lambda p: Bernoulli(probs=p).entropy(),
+              lambda p: kl_divergence(Bernoulli(probs=p), q), lambda p: kl_divergence(q, Bernoulli(probs=p))):
+        g = host(td.grad(lambda p: f(p).sum())(p))
+        assert np.isfinite(g).all(), g
+    np.testing.assert_array_equal(host(d.probs), host(p))
+    np.testing.assert_array_equal(host(d.mean), host(p))
+    np.testing.assert_array_equal(host(d.sample((50,), rng=rng(0))), np.broadcast_to(host(p), (50, 4)))
+
+
+def test_bernoulli_float32_at_logit_minus_100_has_no_inf(xp):
+    """sigmoid(-100) is 0 in float32: through probs (clamped) and through logits (exact), nothing is infinite."""
+    l = td.tensor(xp.asarray([-100.0, 100.0], dtype=np.float32))
+    x = td.tensor(xp.asarray([1.0, 0.0], dtype=np.float32))
+    half = Bernoulli(probs=td.tensor(xp.asarray([0.5, 0.5], dtype=np.float32)))
+    for make in (lambda l: Bernoulli(probs=td.sigmoid(l)), lambda l: Bernoulli(logits=l)):
+        for f in (lambda l: make(l).log_prob(x), lambda l: make(l).entropy(),
+                  lambda l: kl_divergence(make(l), half), lambda l: kl_divergence(half, make(l))):
+            value, g = f(l), td.grad(lambda l: f(l).sum())(l)
+            assert value.dtype == np.float32 and g.dtype == np.float32
+            assert np.isfinite(host(value)).all() and np.isfinite(host(g)).all(), (host(value), host(g))
+    np.testing.assert_array_equal(host(Bernoulli(logits=l).log_prob(x)), [-100.0, -100.0])     # logits: exact
+
+
+@settings(max_examples=25)
+@given(p=st.lists(st.floats(0.01, 0.99), min_size=4, max_size=4), p2=st.lists(st.floats(0.01, 0.99), min_size=4, max_size=4))
+def test_bernoulli_probs_gradients_pass_gradcheck(xp, p, p2):
+    x = xp.asarray([0.0, 1.0, 1.0, 0.0])
+    args = [xp.asarray(a, dtype=np.float64) for a in (p, p2)]
+    for f in (lambda p, p2: Bernoulli(probs=p).log_prob(x), lambda p, p2: Bernoulli(probs=p).entropy(),
+              lambda p, p2: kl_divergence(Bernoulli(probs=p), Bernoulli(probs=p2))):
+        assert gradcheck(f, *args, atol=1e-6)
 
 
 @settings(max_examples=25)
