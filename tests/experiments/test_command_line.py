@@ -195,3 +195,42 @@ def test_curves_after_one_epoch_show_a_point(tmp_path, monkeypatch):
     plots.learning_curves([{"epoch": 0, "loss": 200.0, "valid_elbo": -190.0}], str(tmp_path / "c.png"))
     lines = drawn[0].axes[0].lines
     assert lines and all(line.get_marker() not in (None, "None", "") for line in lines)
+
+
+# ---------------------------------------------------------------- data and checkpoints that don't fit
+
+def test_a_damaged_test_file_stops_training_before_it_starts(tmp_path, capsys):
+    data = tmp_path / "data" / "binarized_mnist"
+    data.mkdir(parents=True)
+    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "data", "binarized_mnist")
+    for split in ("train", "valid"):
+        os.symlink(os.path.join(shipped, f"binarized_mnist_{split}.amat.gz"), data / f"binarized_mnist_{split}.amat.gz")
+    (data / "binarized_mnist_test.amat.gz").write_bytes(b"\x1f\x8b not really gzip")
+    out = tmp_path / "run"
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--data", str(tmp_path / "data"), "--out", str(out)]) == 2
+    assert "binarized_mnist_test.amat.gz" in one_line_error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("other", [["--hidden", "16"], ["--z-dim", "3"]])
+def test_a_checkpoint_of_another_size_is_one_line_naming_the_file(tmp_path, capsys, other):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--out", a]) == 0
+    assert main(["train", "vae", *TINY, *other, "--epochs", "1", "--out", b]) == 0
+    for name in ("best.npz", "best.json", "last.npz", "last.json"):
+        os.replace(os.path.join(b, name), os.path.join(a, name))
+    capsys.readouterr()
+    assert main(["eval", a, "--k", "2", "--limit", "5", "--quiet"]) == 2
+    err = one_line_error(capsys)
+    assert f"{a}/best.npz: not a checkpoint of this vae run's model" in err and "checkpoint (" in err
+    assert main(["train", "vae", "--resume", a, "--epochs", "2", "--quiet"]) == 2
+    assert f"{a}/last.npz: not a checkpoint of this vae run's model" in one_line_error(capsys)
+
+
+def test_leftovers_of_an_interrupted_write_go_when_the_run_is_next_opened(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    (out / ".tmp-abc123last.npz").write_bytes(b"half a checkpoint")
+    assert main(["train", "vae", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]

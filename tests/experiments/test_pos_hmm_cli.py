@@ -134,3 +134,18 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
     assert "no .conllu" in capsys.readouterr().err
     assert cli.main(["train", "loglinear", "--features", "basic", "--mode", "em", "--kappa", "1"]) == 2
     assert "--kappa" in capsys.readouterr().err
+
+
+def test_direct_mode_resumes_bit_for_bit_with_its_lbfgs_memory(tiny_corpus, tmp_path, capsys):
+    """Two L-BFGS rounds straight, or one round, a stop, and `--resume --epochs 4` (iterations): the same θ."""
+    common = ["--data", tiny_corpus, "--states", "3", "--features", "rich", "--mode", "direct", "--lbfgs-round", "2",
+              "--quiet"]
+    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+    assert cli.main(["train", "loglinear", *common, "--iterations", "4", "--out", straight]) == 0
+    assert cli.main(["train", "loglinear", *common, "--iterations", "2", "--out", split]) == 0
+    assert cli.main(["train", "loglinear", "--resume", split, "--epochs", "4", "--quiet"]) == 0
+    a, _ = load_state(os.path.join(straight, "last"))
+    b, _ = load_state(os.path.join(split, "last"))
+    for key in ("start", "trans", "w"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    np.testing.assert_array_equal(a["lbfgs"]["s"], b["lbfgs"]["s"])

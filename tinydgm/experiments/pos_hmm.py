@@ -40,6 +40,14 @@ def scores(pred, corpus):
 
 # ---- training: one EM iteration (or one round of direct L-BFGS) per epoch of `runs.fit` -------
 
+def from_state(hmm, state):
+    """The HMM of a checkpoint's state, on `hmm`'s features (which must be the ones it was trained with)."""
+    if state["w"].shape != hmm.w.shape:
+        raise checkpoint.CheckpointError(f"{state['w'].shape[0]} emission weights; the corpus and features "
+                                         f"give {hmm.w.shape[0]} (another --data or --features?)")
+    return H.HMM(state["start"], state["trans"], state["w"], hmm.F)
+
+
 def buckets(corpus):
     """The corpus's integer sentences in padded, time-major buckets (what the E-step runs over)."""
     return H.buckets(corpus.ints, len(corpus.vocab))
@@ -76,11 +84,13 @@ class HMMTrainer:
         return {"loglik": loglik, "nll_per_token": -loglik / self.n_tokens, **scores(pred, self.corpus)}
 
     def state(self):
-        return {"start": self.hmm.start, "trans": self.hmm.trans, "w": self.hmm.w}
+        lbfgs = {} if self.opt is None else {"lbfgs": self.opt.state()}   # direct mode: its memory too
+        return {"start": self.hmm.start, "trans": self.hmm.trans, "w": self.hmm.w, **lbfgs}
 
     def load_state(self, state):
-        self.hmm = H.HMM(state["start"], state["trans"], state["w"], self.hmm.F)
-        self.opt = None                         # L-BFGS memory is not checkpointed (2·10 vectors of θ)
+        self.hmm, self.opt = from_state(self.hmm, state), None
+        if "lbfgs" in state:
+            self.opt = H.direct_optimizer(self.hmm, self.data, self.cfg["kappa"], state=state["lbfgs"])
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -177,10 +187,8 @@ def evaluate(args):
     cfg = run.config
     corpus = load_corpus(args.data or cfg["data"])
     hmm = build(cfg, corpus)
-    if state["w"].shape != hmm.w.shape:
-        raise UserError(f"{run.path(args.checkpoint)}.npz: {state['w'].shape[0]} emission weights; "
-                        f"the corpus and features give {hmm.w.shape[0]} (another --data?)")
-    hmm = H.HMM(state["start"], state["trans"], state["w"], hmm.F)
+    with runs.fitting(run, args.checkpoint):
+        hmm = from_state(hmm, state)
     out = {"run": run.dir, "checkpoint": args.checkpoint, **report(run, hmm, corpus, buckets(corpus))}
     print(json.dumps(out), flush=True)
     return 0

@@ -184,8 +184,20 @@ def load_model(run_dir, model, build, which="best"):
     """(module, run): `build(config)` holding the parameters of a run's `best` or `last` checkpoint."""
     run, state = load_checkpoint(run_dir, model, which)
     module = build(run.config)
-    module.load_state_dict(state["params"])
+    with fitting(run, which):
+        module.load_state_dict(state["params"])
     return module, run
+
+
+@contextlib.contextmanager
+def fitting(run, which):
+    """A checkpoint that does not fit the run's model (another model, size or feature set) as one line naming it."""
+    try:
+        yield
+    except (checkpoint.CheckpointError, KeyError) as e:
+        what = getattr(e, "differs", None) or (f"no {e}" if isinstance(e, KeyError) else str(e))
+        raise checkpoint.CheckpointError(f"{run.path(which)}.npz: not a checkpoint of this {run.config.get('model')} "
+                                         f"run's model ({what}); was it copied from another run?") from None
 
 
 # ---------------------------------------------------------------- generators in a checkpoint
@@ -237,9 +249,11 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
 def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock):
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
     loop = {"epoch": 0, "elapsed_s": 0.0, "cpu_s": 0.0, "best": None, "best_epoch": None}
+    checkpoint.remove_leftovers(run.dir)                # of writes a kill interrupted (we hold the lock)
     if checkpoint.exists(run.path("last")):
         state, loop = checkpoint.load_state(run.path("last"))
-        trainer.load_state(state)
+        with fitting(run, "last"):
+            trainer.load_state(state)
         run.truncate_metrics(loop["epoch"])
     budget = None if minutes is None else 60.0 * minutes
     spent = "cpu_s" if clock == "cpu" else "elapsed_s"               # which clock the budget counts

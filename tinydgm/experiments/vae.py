@@ -14,6 +14,7 @@ import numpy as np
 import tinydgm as td
 from tinydgm import backend, nn, plots
 from tinydgm.data import binarized_mnist
+from tinydgm.data.mnist import check_files
 from tinydgm.distributions import kl_standard_normal
 from tinydgm.experiments import evaluation, options, runs
 from tinydgm.metrics import active_units, mean_bound
@@ -116,6 +117,7 @@ def build(cfg):
 def train(args):
     run, cfg = options.resume_or_configure(args, NAME, _config)
     options.use_device(cfg["device"])
+    check_files(cfg.get("data"), ("test",))          # the figures need it at the end: a bad file stops us now
     train_x, valid_x = (backend.asarray(binarized_mnist(s, cfg.get("data"))[: cfg.get("limit")]) for s in ("train", "valid"))
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt = build(cfg)

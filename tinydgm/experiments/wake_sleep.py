@@ -13,6 +13,7 @@ import numpy as np
 import tinydgm as td
 from tinydgm import backend, plots
 from tinydgm.data import binarized_mnist
+from tinydgm.data.mnist import check_files
 from tinydgm.errors import UserError
 from tinydgm.experiments import evaluation, options, runs
 from tinydgm.metrics import mean_bound
@@ -119,6 +120,7 @@ def build(cfg):
 def train(args):
     run, cfg = options.resume_or_configure(args, NAME, _config)
     options.use_device(cfg["device"])
+    check_files(cfg.get("data"), ("test",))          # the figures need it at the end: a bad file stops us now
     train_np = binarized_mnist("train", cfg.get("data"))[:cfg.get("limit")]
     train_x, valid_x = backend.asarray(train_np), backend.asarray(binarized_mnist("valid", cfg.get("data"))[:cfg.get("limit")])
     run = run or runs.Run.create(cfg["out"], cfg)

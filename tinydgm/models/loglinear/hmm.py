@@ -212,10 +212,14 @@ def direct_objective(theta, F, K, data, kappa):
     return -(counts.loglik - kappa * theta @ theta), -grad
 
 
-def direct_optimizer(hmm, data, kappa, m=10):
-    """An L-BFGS on −direct_objective, started at the HMM's θ; `.run(n)` goes on where it stopped."""
+def direct_optimizer(hmm, data, kappa, m=10, state=None):
+    """An L-BFGS on −direct_objective, started at the HMM's θ, or going on from an earlier `state()`
+    (its memory too, so a resumed run is bit for bit an uninterrupted one); `.run(n)` goes on where it stopped."""
     K, F = hmm.n_states, hmm.F
-    return LBFGS(lambda theta: direct_objective(theta, F, K, data, kappa), pack(hmm), m)
+
+    def fun(theta):
+        return direct_objective(theta, F, K, data, kappa)
+    return LBFGS(fun, pack(hmm), m) if state is None else LBFGS.from_state(fun, state)
 
 
 def direct(hmm, data, kappa, iterations):
