@@ -30,6 +30,10 @@ class Tensor:
     __array_priority__ = 1000     # ndarray * Tensor -> Tensor.__rmul__, not an object array
 
     def __init__(self, data, requires_grad=False):
+        dtype = getattr(data, "dtype", None)          # an array's; Python numbers have none
+        if requires_grad and dtype is not None and numpy.dtype(dtype).kind != "f":
+            raise TypeError(f"tensor: only floating-point tensors can require gradients; got {dtype} "
+                            "— convert with .astype(np.float64)")
         self.data = _as_float_array(data)
         self.grad = None
         self.requires_grad = bool(requires_grad)
@@ -121,7 +125,8 @@ def unwrap(x):
 
 
 def tensor(data, requires_grad=False):
-    """A Tensor from an array (float dtype kept) or from Python numbers (float32)."""
+    """A Tensor from an array (float dtype kept; other dtypes become float32 and cannot require grad)
+    or from Python numbers (float32)."""
     return Tensor(data, requires_grad=requires_grad)
 
 

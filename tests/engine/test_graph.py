@@ -319,6 +319,32 @@ def test_tensor_dtype_rules(xp):
     assert "requires_grad=True" in repr(t)
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
+def test_only_floating_point_arrays_can_require_grad(xp, dtype):
+    """As PyTorch: an integer or bool array with requires_grad=True is refused, naming its dtype
+    (it used to become float32 silently: 2**24 + 1 turned into 16777216)."""
+    a = xp.asarray([1, 0, 1], dtype=dtype)
+    name = np.dtype(dtype).name
+    message = rf"only floating-point tensors can require gradients; got {name} .*astype\(np\.float64\)"
+    for make in (lambda: td.tensor(a, requires_grad=True), lambda: td.Tensor(a, requires_grad=True),
+                 lambda: td.nn.Parameter(a), lambda: td.tensor(to_numpy(a)[0], requires_grad=True),
+                 lambda: td.grad(lambda x: (x * x).sum())(a)):
+        with pytest.raises(TypeError, match=message):
+            make()
+    plain = td.tensor(a)                                      # without requires_grad: float32, as before
+    assert plain.dtype == np.float32 and not plain.requires_grad
+    np.testing.assert_array_equal(to_numpy(plain), [1, 0, 1])
+    assert td.tensor(a.astype(np.float64), requires_grad=True).dtype == np.float64
+
+
+def test_integer_input_without_requires_grad_keeps_becoming_float32(xp):
+    big = xp.asarray([2 ** 24 + 1])
+    assert td.tensor(big).dtype == np.float32 and float(td.tensor(big).data[0]) == 2.0 ** 24
+    assert td.tensor(big.astype(np.float64), requires_grad=True).data[0] == 2 ** 24 + 1
+    t = td.tensor([[1, 2], [3, 4]], requires_grad=True)      # Python numbers are not an array: float32
+    assert t.dtype == np.float32 and t.requires_grad
+
+
 def test_grad_function_with_argnums(xp):
     def f(x, y, k=1.0):
         return (x * x * y).sum() * k
