@@ -117,8 +117,8 @@ def build(cfg):
 def train(args):
     run, cfg = options.resume_or_configure(args, NAME, _config)
     options.use_device(cfg["device"])
-    check_files(cfg.get("data"), ("test",))          # the figures need it at the end: a bad file stops us now
     train_x, valid_x = (backend.asarray(binarized_mnist(s, cfg.get("data"))[: cfg.get("limit")]) for s in ("train", "valid"))
+    check_files(cfg.get("data"), ("test",))          # the figures need it at the end: a bad file stops us now
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt = build(cfg)
     trainer = VAETrainer(model, opt, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))

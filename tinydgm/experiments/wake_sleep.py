@@ -120,9 +120,9 @@ def build(cfg):
 def train(args):
     run, cfg = options.resume_or_configure(args, NAME, _config)
     options.use_device(cfg["device"])
-    check_files(cfg.get("data"), ("test",))          # the figures need it at the end: a bad file stops us now
     train_np = binarized_mnist("train", cfg.get("data"))[:cfg.get("limit")]
     train_x, valid_x = backend.asarray(train_np), backend.asarray(binarized_mnist("valid", cfg.get("data"))[:cfg.get("limit")])
+    check_files(cfg.get("data"), ("test",))          # the figures need it at the end: a bad file stops us now
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt_p, opt_q = build(cfg)
     model.init_visible_bias(train_np)
