@@ -10,6 +10,7 @@ import numpy
 from tinydgm import backend
 
 _grad_enabled = [True]      # a list, so that no_grad can flip it in place
+_FREED = "freed"            # a non-leaf's _ctx once backward has walked it (unless retain_graph)
 
 
 class Op:
@@ -25,7 +26,8 @@ class Op:
 
 @backend.register_wrapper
 class Tensor:
-    """A backend array with a gradient.  Leaves accumulate `.grad` across `backward` calls."""
+    """A backend array with a gradient.  Leaves accumulate `.grad` across `backward` calls; each
+    backward frees the graph it walked (as in PyTorch), unless asked to retain it."""
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
     __array_priority__ = 1000     # ndarray * Tensor -> Tensor.__rmul__, not an object array
 
@@ -84,8 +86,9 @@ class Tensor:
     __hash__ = object.__hash__
 
     # -- reverse mode ----------------------------------------------------------------------------
-    def backward(self, grad=None):
-        """Accumulate d self / d leaf into every leaf's `.grad` (`grad`: the cotangent of self)."""
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d self / d leaf into every leaf's `.grad` (`grad`: the cotangent of self), then
+        free the graph behind self, unless `retain_graph` keeps it for another backward."""
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad (no input of it has "
                                "requires_grad=True, or it was computed under no_grad)")
@@ -100,7 +103,7 @@ class Tensor:
             grad = xp.array(grad, dtype=self.data.dtype, copy=True)
             if grad.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {grad.shape}, expected {self.shape}")
-        _backpropagate(self, grad)
+        _backpropagate(self, grad, retain_graph)
 
 
 def _as_float_array(data):
@@ -189,6 +192,9 @@ def _toposort(root):
             continue
         if id(node) in seen:          # marked when expanded, not when pushed: a node reached
             continue                  # again later must still come after all its users
+        if node._ctx is _FREED:
+            raise RuntimeError("backward through the graph a second time: the graph was freed by the first "
+                               "backward; call backward(retain_graph=True) the first time to keep it")
         seen.add(id(node))
         stack.append((node, True))
         if node._ctx is not None:
@@ -198,11 +204,14 @@ def _toposort(root):
     return order
 
 
-def _backpropagate(root, grad):
-    """Walk the graph once in reverse topological order, freeing each cotangent once used."""
+def _backpropagate(root, grad, retain_graph=False):
+    """Walk the graph once in reverse topological order, freeing each cotangent once used and,
+    unless `retain_graph`, each node's record of its inputs (so their arrays can go)."""
     cotangents = {id(root): grad}
     handed_out = set()        # arrays already stored in some leaf's .grad: never alias them
-    for node in reversed(_toposort(root)):
+    order = _toposort(root)
+    while order:
+        node = order.pop()    # outputs first; popped, so a freed node's inputs are released as we go
         g = cotangents.pop(id(node), None)
         if g is None:
             continue
@@ -220,6 +229,8 @@ def _backpropagate(root, grad):
                 node.grad = numpy.asarray(node.grad)
             continue
         op, args, kw = node._ctx
+        if not retain_graph:
+            node._ctx = _FREED
         datas = [a.data if isinstance(a, Tensor) else a for a in args]
         for i, a in enumerate(args):
             if not (isinstance(a, Tensor) and a.requires_grad):

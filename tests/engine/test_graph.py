@@ -173,16 +173,73 @@ def test_detach(xp):
 
 def test_gradients_accumulate_across_backward_calls_until_zero_grad(xp):
     x = leaf(xp, [1.0, 2.0])
-    y = (x * x).sum()
-    y.backward()
+    (x * x).sum().backward()
     first = x.grad
-    y.backward()                                      # the graph can be walked again
+    (x * x).sum().backward()                          # a second graph over the same leaf
     np.testing.assert_array_equal(to_numpy(x.grad), [4, 8])
     np.testing.assert_array_equal(to_numpy(first), [2, 4])      # the first gradient was not changed in place
     x.zero_grad()
     assert x.grad is None
     (x * 3).sum().backward()
     np.testing.assert_array_equal(to_numpy(x.grad), [3, 3])
+
+
+def test_a_second_backward_through_a_freed_graph_raises(xp):
+    """As PyTorch: backward frees the graph it walked; walking it again is an error, and no leaf
+    gradient changes (it used to double them silently)."""
+    x = leaf(xp, [1.0, 2.0])
+    h = x * x
+    y = h.sum()
+    y.backward()
+    message = r"backward through the graph a second time.*retain_graph=True"
+    with pytest.raises(RuntimeError, match=message):
+        y.backward()
+    with pytest.raises(RuntimeError, match=message):
+        (h * 2).sum().backward()                      # a new graph through a freed node
+    np.testing.assert_array_equal(to_numpy(x.grad), [2, 4])
+    (x * 3).sum().backward()                          # a new graph from the leaf: accumulates
+    np.testing.assert_array_equal(to_numpy(x.grad), [5, 7])
+    np.testing.assert_array_equal(to_numpy(y), 5.0)   # values stay readable
+    x.backward(xp.ones(2))                            # a leaf has no graph to free
+    x.backward(xp.ones(2))
+    np.testing.assert_array_equal(to_numpy(x.grad), [7, 9])
+
+
+def test_retain_graph_keeps_it_for_another_backward_that_accumulates(xp):
+    x = leaf(xp, [1.0, 2.0])
+    y = td.tanh(x * x).sum()
+    y.backward(retain_graph=True)
+    first = to_numpy(x.grad).copy()
+    y.backward(retain_graph=True)
+    y.backward()                                      # the last one frees it
+    np.testing.assert_allclose(to_numpy(x.grad), 3 * first)
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_backward_frees_the_intermediate_tensors(xp):
+    import gc
+    import weakref
+    x = leaf(xp, [0.5, -1.0])
+    y = td.tanh(td.tanh(x) * 2).sum()
+    kept = td.tanh(td.tanh(x) * 2).sum()
+    inner, inner_kept = weakref.ref(y._ctx[1][0]), weakref.ref(kept._ctx[1][0])
+    y.backward()
+    kept.backward(retain_graph=True)
+    gc.collect()
+    assert inner() is None                            # only the graph held it
+    assert inner_kept() is not None
+
+
+def test_grad_gradcheck_and_gradient_samples_walk_fresh_graphs(xp):
+    f = lambda x: (td.tanh(x) * x).sum()              # noqa: E731
+    x = xp.asarray([0.3, -0.7])
+    g1, g2 = td.grad(f)(x), td.grad(f)(x)              # one graph per call
+    np.testing.assert_array_equal(to_numpy(g1), to_numpy(g2))
+    assert gradcheck(lambda x: td.tanh(x) * x, x)
+    from tinydgm.estimators import gradient_samples
+    (g,) = gradient_samples(lambda m: (m * m).sum(axis=1), [xp.asarray([1.0, 2.0])], 3)
+    np.testing.assert_array_equal(to_numpy(g), [[2, 4]] * 3)
 
 
 def test_float32_leaf_gets_float32_grad_from_float64_constants(xp):
