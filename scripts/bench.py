@@ -1,7 +1,9 @@
 """Benchmarks: `python scripts/bench.py NAME [options]`, NAME one of the modules in scripts/benchmarks/.
 
 `--threads N` sets the BLAS (and PyTorch) thread count for every library in the run; on a
-shared machine `--threads 1` keeps other processes from making BLAS threads spin.
+shared machine `--threads 1` keeps other processes from making BLAS threads spin.  (tinydgm's
+commands do the same at run time with `tinydgm.backend.set_threads`; `bench.py threads` measures
+the thread counts against each other and should run without `--threads`.)
 Each benchmark measures the things it compares side by side, interleaved in one process, and
 prints ratios (this machine is shared and noisy; absolute seconds are reported, not trusted).
 """

@@ -1,9 +1,11 @@
-"""The array backend: which array module (NumPy or CuPy) tinydgm computes with.
+"""The array backend: which array module (NumPy or CuPy) tinydgm computes with, and how many threads BLAS may use.
 
 NumPy is the default; `use("cupy")` or the environment variable TINYDGM_BACKEND=cupy switches
-to the GPU.  CuPy is imported only when asked for, so importing tinydgm never needs it.
+to the GPU.  CuPy is imported only when asked for, so importing tinydgm never needs it; nor does
+it import threadpoolctl, which `set_threads` and `threads` load when first called.
 """
 import ctypes
+import numbers
 import os
 import platform
 
@@ -13,8 +15,6 @@ from tinydgm.errors import BackendError
 
 _state = {"name": "numpy", "xp": numpy}
 default_dtype = numpy.float32      # float32 for training; gradient checks use float64
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +136,63 @@ def scatter_add(a, indices, values):
     else:
         numpy.add.at(a, indices, values)
     return a
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads
+# ---------------------------------------------------------------------------------------------
+# OpenBLAS starts one thread per core and lets idle threads spin.  On a machine shared with other
+# jobs they fight over the cores and a small training step runs 7-19x slower than on one thread.
+# `set_threads` limits BLAS and OpenMP at run time (threadpoolctl), after NumPy is loaded, where
+# the environment variables no longer act.  The defaults come from `python scripts/bench.py
+# threads` (2 cores, shared): beside one busy process per core, two BLAS threads made a VAE step
+# 10.6x, a wake-sleep step 10.6x and an IWAE evaluation batch 5.2x slower than one; with other jobs
+# using 1.4 of the 2 cores, 2-7x slower.  One thread was the best setting in every case.
+
+DEFAULT_THREADS = {"train": 1, "eval": 1}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_threads = {"limiter": None, "environ": None}   # the first limit (it remembers the libraries' own counts)
+
+
+def default_threads(kind):
+    """The BLAS thread count a command of `kind` ("train" or "eval") runs with unless told otherwise."""
+    if kind not in DEFAULT_THREADS:
+        raise ValueError(f"kind must be one of {sorted(DEFAULT_THREADS)}, not {kind!r}")
+    return DEFAULT_THREADS[kind]
+
+
+def set_threads(n):
+    """Let BLAS and OpenMP use at most `n` threads for the rest of the process; returns the BLAS count in force."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise BackendError(f"the number of threads must be a whole number of at least 1, not {n!r}")
+    from threadpoolctl import threadpool_limits
+    if _threads["environ"] is None:
+        _threads["environ"] = {var: os.environ.get(var) for var in THREAD_VARIABLES}
+    for var in THREAD_VARIABLES:            # libraries loaded later (SciPy's own OpenBLAS), child processes
+        os.environ[var] = str(int(n))
+    limiter = threadpool_limits(limits=int(n))          # libraries loaded now
+    if _threads["limiter"] is None:
+        _threads["limiter"] = limiter
+    return threads()
+
+
+def restore_threads():
+    """Undo `set_threads`: the thread counts and environment from before its first call; returns the BLAS count."""
+    if _threads["limiter"] is not None:
+        _threads["limiter"].restore_original_limits()
+        for var, value in _threads["environ"].items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        _threads.update(limiter=None, environ=None)
+    return threads()
+
+
+def threads():
+    """The number of threads BLAS may use now (the most over the BLAS libraries loaded; 1 if none is found)."""
+    from threadpoolctl import threadpool_info
+    return max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
 
 
 # ---------------------------------------------------------------------------------------------

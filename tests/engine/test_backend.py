@@ -1,4 +1,4 @@
-"""The array backend: choosing it, clear errors without CuPy or a GPU, transfers, seeds, scatter-add."""
+"""The array backend: choosing it, clear errors without CuPy or a GPU, transfers, seeds, scatter-add, threads."""
 import importlib.util
 import os
 import subprocess
@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 import tinydgm as td
 from tinydgm.backend import BackendError
@@ -131,3 +132,74 @@ def test_scatter_add_counts_repeated_indices(xp):
     rows = xp.zeros((3, 2))
     td.backend.scatter_add(rows, xp.asarray([2, 2]), xp.ones((2, 2)))
     np.testing.assert_array_equal(td.backend.to_numpy(rows), [[0, 0], [0, 0], [2, 2]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads
+# ---------------------------------------------------------------------------------------------
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.fixture
+def restore_threads():
+    yield
+    td.backend.restore_threads()
+
+
+def test_set_threads_limits_blas_at_run_time(restore_threads):
+    assert "numpy" in sys.modules                      # after NumPy is loaded: environment variables no longer act
+    assert td.backend.set_threads(1) == 1
+    assert td.backend.threads() == 1
+    assert all(n == 1 for n in _blas_threads())
+    for var in td.backend.THREAD_VARIABLES:            # libraries loaded later and child processes follow it
+        assert os.environ[var] == "1"
+    a = np.ones((300, 300), dtype=np.float32)
+    np.testing.assert_allclose(a @ a, 300)            # BLAS still works on one thread
+    assert td.backend.threads() == 1                   # and the limit stays in force
+
+
+@pytest.mark.parametrize("n", [0, -2, 1.5, "2", True, None])
+def test_set_threads_refuses_what_is_not_a_count(restore_threads, n):
+    before = td.backend.threads()
+    with pytest.raises(BackendError, match=rf"number of threads must be a whole number of at least 1, not {n!r}"):
+        td.backend.set_threads(n)
+    assert td.backend.threads() == before              # a refused count changes nothing
+
+
+def test_restore_threads_brings_back_the_libraries_counts(restore_threads):
+    before, environ = _blas_threads(), {var: os.environ.get(var) for var in td.backend.THREAD_VARIABLES}
+    td.backend.set_threads(1)
+    assert td.backend.set_threads(max(before)) == max(before)   # a second call replaces the first
+    td.backend.set_threads(1)
+    assert td.backend.restore_threads() == max(before)
+    assert _blas_threads() == before
+    assert {var: os.environ.get(var) for var in td.backend.THREAD_VARIABLES} == environ
+
+
+def test_set_threads_back_to_the_count_before(restore_threads):
+    before = td.backend.threads()
+    td.backend.set_threads(1)
+    assert td.backend.set_threads(before) == before
+
+
+def test_set_threads_reaches_a_blas_loaded_afterwards():
+    code = ("import tinydgm, threadpoolctl; tinydgm.backend.set_threads(1); import scipy.linalg; "
+            "print(sorted({l['num_threads'] for l in threadpoolctl.threadpool_info() if l['user_api'] == 'blas'}))")
+    r = _python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[1]"
+
+
+def test_importing_tinydgm_does_not_import_threadpoolctl():
+    r = _python("import sys, tinydgm; print('threadpoolctl' in sys.modules)")
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def test_default_threads():
+    for kind in ("train", "eval"):
+        n = td.backend.default_threads(kind)
+        assert isinstance(n, int) and n >= 1
+    with pytest.raises(ValueError, match="'eval', 'train'.*'sample'"):
+        td.backend.default_threads("sample")

@@ -1,0 +1,222 @@
+"""BLAS threads: the library's default, one, and all cores, on a quiet machine and beside busy cores.
+
+    python scripts/bench.py threads [--rounds 5] [--seconds 0.5] [--limit 900]
+
+Three workloads on random binary data (784-200-200-50, as in the commands):
+  vae-train   one VAE training step at batch 100 (VAE.elbo, backward, Adam)
+  ws-train    one wake-sleep step at batch 25 (HelmholtzMachine, wake_sleep_step)
+  vae-eval    VAE.iwae_bound with k = 1000 on 10 images under no_grad (what `tinydgm eval` does)
+Each round measures every workload at every thread count (switched at run time with
+tinydgm.backend.set_threads, the order reversed every other round), first on the machine as it is
+("quiet"), then beside one CPU-burning process per core ("busy": a tight Python loop, started for
+the round and stopped after it, never alive past --limit seconds).  A measurement runs steps for
+--seconds after one untimed step.  Ratios are taken within a round against the setting with the
+lowest median, then the median over rounds; the last lines check the defaults of
+tinydgm.backend.default_threads against them.  The machine is shared: "quiet" means no burners of
+ours, not an idle machine (the load average is printed).
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import time
+
+import numpy as np
+
+import tinydgm as td
+from tinydgm import backend
+from tinydgm.backend import device_rng
+from tinydgm.models.vae import VAE
+from tinydgm.models.wake_sleep import HelmholtzMachine, wake_sleep_step
+
+KINDS = {"vae-train": "train", "ws-train": "train", "vae-eval": "eval"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads
+# ---------------------------------------------------------------------------------------------
+
+def vae_train(x, batch=100, seed=0):
+    model = VAE(784, (200, 200), 50, rng=np.random.default_rng(seed))
+    opt = td.optim.Adam(model.parameters(), lr=1e-3)
+    draw, state = device_rng(np.random.default_rng(seed)), {"s": 0}
+
+    def step():
+        i = (state["s"] * batch) % (len(x) - batch)
+        state["s"] += 1
+        loss = -td.mean(model.elbo(x[i:i + batch], rng=draw))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def ws_train(x, batch=25, seed=0):
+    model = HelmholtzMachine((784, 200, 200), rng=np.random.default_rng(seed))
+    model.init_visible_bias(x)
+    opt_p = td.optim.Adam(model.generative_parameters(), lr=1e-3)
+    opt_q = td.optim.Adam(model.recognition_parameters(), lr=1e-3)
+    draw, state = device_rng(np.random.default_rng(seed)), {"s": 0}
+
+    def step():
+        i = (state["s"] * batch) % (len(x) - batch)
+        state["s"] += 1
+        wake_sleep_step(model, x[i:i + batch], opt_p, opt_q, draw)
+    return step
+
+
+def vae_eval(x, images=10, k=1000, seed=0):
+    model = VAE(784, (200, 200), 50, rng=np.random.default_rng(seed))
+    draw = device_rng(np.random.default_rng(seed))
+
+    def step():
+        with td.no_grad():
+            model.iwae_bound(x[:images], k, rng=draw)
+    return step
+
+
+# ---------------------------------------------------------------------------------------------
+# Busy cores
+# ---------------------------------------------------------------------------------------------
+
+def _burn(stop, deadline):
+    x = 0
+    while not stop.is_set() and time.time() < deadline:
+        for _ in range(20000):
+            x += 1
+
+
+class Burners:
+    """One CPU-burning process per core while in the `with` block (each ends by `deadline` anyway)."""
+
+    def __init__(self, n, deadline):
+        methods = multiprocessing.get_all_start_methods()
+        self.ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        self.n, self.deadline = n, deadline
+
+    def __enter__(self):
+        self.stop = self.ctx.Event()
+        self.procs = [self.ctx.Process(target=_burn, args=(self.stop, self.deadline), daemon=True)
+                      for _ in range(self.n)]
+        for p in self.procs:
+            p.start()
+        time.sleep(0.2)                         # let them reach full speed
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for p in self.procs:
+            p.join(timeout=2)
+            if p.is_alive():
+                p.terminate()
+                p.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------
+
+class OtherJobs:
+    """Cores used by the rest of the machine (all CPU time in /proc/stat less ours) while in the block."""
+
+    def __enter__(self):
+        self.start = self._read()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._read()
+        self.cores = None if None in (self.start, end) else \
+            max(0.0, ((end[0] - self.start[0]) - (end[1] - self.start[1])) / (end[2] - self.start[2]))
+
+    @staticmethod
+    def _read():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(a) for a in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        own = os.times()
+        return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.monotonic()
+
+
+def ms_per_step(step, n, seconds):
+    backend.set_threads(n)
+    step()                                      # untimed: the thread pool settles after the switch
+    t0, steps = time.perf_counter(), 0
+    while True:
+        step()
+        steps += 1
+        t = time.perf_counter() - t0
+        if t >= seconds:
+            return 1e3 * t / steps
+
+
+def label(n, default, cores):
+    names = [name for name, m in (("default", default), ("all cores", cores)) if m == n]
+    return f"{n} ({', '.join(names)})" if names else str(n)
+
+
+def main(argv):
+    p = argparse.ArgumentParser(prog="bench.py threads", description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=0.5, help="timed seconds per measurement (default 0.5)")
+    p.add_argument("--limit", type=float, default=900, help="burners stop after this many seconds at most")
+    args = p.parse_args(argv)
+    if backend.name() != "numpy":
+        raise SystemExit("bench.py threads measures CPU threads; run it on the numpy backend")
+    default, cores = backend.threads(), os.cpu_count()    # before anything limits them
+    settings = sorted({1, default, cores})
+    load = [round(v, 2) for v in os.getloadavg()]
+    env = {var: os.environ.get(var, "unset") for var in backend.THREAD_VARIABLES}
+    print(f"cpus {cores}, BLAS threads at startup {default}, load average {load}, {env}", flush=True)
+
+    x = (np.random.default_rng(1).random((2000, 784)) < 0.5).astype(np.float32)
+    steps = {"vae-train": vae_train(x), "ws-train": ws_train(x), "vae-eval": vae_eval(x)}
+    times = {(c, w, n): [] for c in ("quiet", "busy") for w in steps for n in settings}
+    deadline, others = time.time() + args.limit, []
+    for r in range(args.rounds):
+        order = settings if r % 2 == 0 else settings[::-1]
+        for condition in ("quiet", "busy"):
+            if time.time() > deadline - 30:
+                break
+            with Burners(cores, deadline) if condition == "busy" else OtherJobs() as watch:
+                for w, step in steps.items():
+                    for n in order:
+                        times[condition, w, n].append(ms_per_step(step, n, args.seconds))
+            if condition == "quiet" and watch.cores is not None:
+                others.append(watch.cores)
+        print(f"round {r + 1}/{args.rounds} done" +
+              (f"; other jobs used {others[-1]:.2f} of {cores} cores in the quiet half" if others else ""), flush=True)
+    backend.restore_threads()
+
+    rows = []
+    print(f"\n{'condition':9} {'workload':10} {'threads':22} {'ms/step':>9} {'ratio to best':>14}")
+    for condition in ("quiet", "busy"):
+        for w in steps:
+            med = {n: statistics.median(times[condition, w, n]) for n in settings}
+            best = min(settings, key=med.get)
+            for n in settings:
+                pairs = zip(times[condition, w, n], times[condition, w, best])
+                ratio = statistics.median(a / b for a, b in pairs)
+                rows.append({"condition": condition, "workload": w, "threads": n, "ms_per_step": round(med[n], 2),
+                             "ratio_to_best": round(ratio, 3), "rounds": len(times[condition, w, n])})
+                print(f"{condition:9} {w:10} {label(n, default, cores):22} {med[n]:9.2f} {ratio:14.3f}")
+    print()
+    worst = {}
+    for kind in sorted(set(KINDS.values())):
+        n = backend.default_threads(kind)
+        for row in rows:
+            if KINDS[row["workload"]] == kind and row["threads"] == n:
+                key = (kind, row["condition"])
+                worst[key] = max(worst.get(key, 0), row["ratio_to_best"])
+        print(f"default_threads({kind!r}) = {n}: worst ratio to best, quiet {worst.get((kind, 'quiet'), 'n/a')}, "
+              f"busy {worst.get((kind, 'busy'), 'n/a')} (targets: quiet <= 1.05, busy <= 1.3)")
+    if others:
+        print(f"other jobs on the machine during the quiet rounds: median {statistics.median(others):.2f} "
+              f"of {cores} cores, max {max(others):.2f}")
+    print(json.dumps({"bench": "threads", "cpus": cores, "startup_threads": default, "load_average": load,
+                      "other_jobs_cores_quiet": [round(c, 2) for c in others],
+                      "seconds": args.seconds, "rounds": args.rounds, "results": rows,
+                      "defaults": {k: backend.default_threads(k) for k in sorted(set(KINDS.values()))},
+                      "worst_ratio_of_defaults": {f"{k}/{c}": v for (k, c), v in worst.items()}}), flush=True)
