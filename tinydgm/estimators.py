@@ -135,6 +135,8 @@ def gradient_samples(objective, params, n):
         a = unwrap(p)
         xp = backend.get_array_module(a)
         a = xp.asarray(a)
+        if a.dtype.kind not in "fc":                 # a number like 0 stands for a float parameter
+            a = a.astype(backend.default_dtype)
         leaves.append(Tensor(xp.broadcast_to(a, (n,) + a.shape).copy(), requires_grad=True))
     ops.sum(objective(*leaves)).backward()
     return [leaf.grad if leaf.grad is not None else backend.get_array_module(leaf.data).zeros_like(leaf.data)

@@ -216,3 +216,9 @@ def test_gradient_samples_rows_are_one_sample_estimates(xp):
     np.testing.assert_allclose(host(g_sigma), 2 * (0.5 + 2 * eps) * eps, rtol=1e-12)
     (g_w,) = gradient_samples(lambda w: (w * 2.0).sum(-1), [np.ones(3)], 4)
     assert g_w.shape == (4, 3) and np.all(host(g_w) == 2.0)
+
+
+def test_gradient_samples_takes_a_number_for_a_float_parameter():
+    """A parameter given as the integer 0 is a float parameter at 0 (the engine refuses int tensors with gradients)."""
+    (g,) = gradient_samples(lambda m: Normal(m, 1.0).log_prob(0.5), [0], 3)
+    np.testing.assert_allclose(td.backend.to_numpy(g), [0.5, 0.5, 0.5])          # d/dm log N(0.5; m, 1) = 0.5 - m
