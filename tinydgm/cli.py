@@ -71,10 +71,13 @@ def main(argv=None):
             add, run = RUN_COMMANDS[first.command]
             if not hasattr(mod, run):
                 raise UserError(f"{first.run_dir}: this model has no `{first.command}` command")
-            return getattr(mod, run)(parser(mod).parse_args(argv)) or 0
+            args = parser(mod).parse_args(argv)
+            options.use_threads(args)
+            return getattr(mod, run)(args) or 0
         args = parser().parse_args(argv)
         kind = ALIASES.get(args.model, args.model)
         args.given = options.given(argv, getattr(MODELS[kind], "OPTION_ALIASES", None))
+        options.use_threads(args)
         return MODELS[kind].train(args) or 0
     except UserError as e:
         print(f"tinydgm: error: {e}", file=sys.stderr)

@@ -234,3 +234,19 @@ def test_leftovers_of_an_interrupted_write_go_when_the_run_is_next_opened(tmp_pa
     (out / ".tmp-abc123last.npz").write_bytes(b"half a checkpoint")
     assert main(["train", "vae", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
+
+
+# ---------------------------------------------------------------- threads chosen for the user
+
+def test_every_command_limits_blas_threads(tiny_run, capsys):
+    from tinydgm import backend
+    try:
+        backend.restore_threads()
+        assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "2"]) == 0
+        assert backend.threads() == 2
+        assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
+        assert backend.threads() == backend.default_threads("eval")
+        assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "0"]) == 2
+        assert one_line_error(capsys).startswith("tinydgm: error: --threads")
+    finally:
+        backend.restore_threads()

@@ -67,6 +67,7 @@ def run_options(p, model, device=True, limit=True, eval_every=1, eval_every_help
     p.add_argument("--seed", type=int, default=0)
     if device:
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    threads_option(p, "train")
     p.add_argument("--eval-every", type=int, default=eval_every,
                    help=eval_every_help or f"validate every N epochs (default {eval_every})")
     p.add_argument("--out", help=f"run directory (default runs/{model}-DATE-TIME)")
@@ -87,6 +88,20 @@ def budget_options(p, epochs_help, lr=1e-3, schedules=SCHEDULES, schedule=None, 
     p.add_argument("--schedule", choices=schedules, default=schedule,
                    help=f"anneal: hold lr {HOLD * 100:.0f}%% of the budget, then decay it 100-fold; "
                         f"constant{schedule_help}")
+
+
+def threads_option(p, kind):
+    """--threads N: BLAS threads for this command (default chosen from `scripts/bench.py threads`)."""
+    p.add_argument("--threads", type=int, help=f"BLAS threads (default {backend.default_threads(kind)}: "
+                   "more threads spin against other jobs on a shared machine; see scripts/bench.py threads)")
+
+
+def use_threads(args):
+    """Limit BLAS to --threads, or to the default for this kind of command, for the rest of the process."""
+    n = getattr(args, "threads", None)
+    if n is not None and n < 1:
+        raise UserError(f"--threads: expected an integer >= 1, got {n}")
+    return backend.set_threads(n or backend.default_threads("train" if args.command == "train" else "eval"))
 
 
 def config(args, model):
@@ -155,4 +170,5 @@ def eval_options(p, k=5000, shards=True, device=True):
     p.add_argument("--seed", type=int, default=0)
     if device:
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    threads_option(p, "eval")
     p.add_argument("--quiet", action="store_true")
