@@ -72,6 +72,7 @@ def main(argv=None):
             if not hasattr(mod, run):
                 raise UserError(f"{first.run_dir}: this model has no `{first.command}` command")
             args = parser(mod).parse_args(argv)
+            options.check_run_command(args)
             options.use_threads(args)
             return getattr(mod, run)(args) or 0
         args = parser().parse_args(argv)

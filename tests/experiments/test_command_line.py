@@ -250,3 +250,9 @@ def test_every_command_limits_blas_threads(tiny_run, capsys):
         assert one_line_error(capsys).startswith("tinydgm: error: --threads")
     finally:
         backend.restore_threads()
+
+
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_sample_n_out_of_range_is_one_line(tiny_run, capsys, n):
+    assert main(["sample", tiny_run, "--n", n]) == 2
+    assert one_line_error(capsys).startswith("tinydgm: error: --n: expected how many samples")

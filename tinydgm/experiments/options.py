@@ -96,6 +96,12 @@ def threads_option(p, kind):
                    "more threads spin against other jobs on a shared machine; see scripts/bench.py threads)")
 
 
+def check_run_command(args):
+    """The options of `eval`/`sample` that every model shares, in range (--n: how many samples)."""
+    if getattr(args, "n", None) is not None and args.n < 1:
+        raise UserError(f"--n: expected how many samples, an integer >= 1, got {args.n}")
+
+
 def use_threads(args):
     """Limit BLAS to --threads, or to the default for this kind of command, for the rest of the process."""
     n = getattr(args, "threads", None)
