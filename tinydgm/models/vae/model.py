@@ -5,7 +5,13 @@
     ELBO   = E_q[log p(x|z)] - KL(q(z|x) || p(z))      reparameterised, KL in closed form
     L_k    = E[log 1/k sum_j p(x, z_j) / q(z_j|x)],  z_j ~ q(z|x)
 
-The same gradient derived by hand is in `by_hand.py`; training runs are in `tinydgm.experiments.vae`.
+and the same ELBO without the reparameterisation trick (the lecture's "MC estimator is not
+differentiable" slide): z ~ q(z|x) is drawn as data and the encoder learns by the score function
+
+    d/dlambda ELBO = E_q[(log p(x, z) - log q(z|x) - b) d/dlambda log q(z|x)]     for any constant b
+
+with `RunningMean` as the baseline b.  The same gradient derived by hand is in `by_hand.py`;
+training runs are in `tinydgm.experiments.vae`.
 """
 import numpy as np
 
@@ -56,6 +62,30 @@ class VAE(nn.Module):
         log_qz = td.sum(q.log_prob(z), axis=-1)
         return estimators.iwae_bound(log_px + log_pz - log_qz, axis=0)
 
+    def score_function_elbo(self, x, rng=None, baseline=None):
+        """Per-example one-sample ELBO, Monte-Carlo KL, whose gradient is the score-function estimator.
+
+            z ~ q(z|x) without reparameterisation (a constant),  f = log p(x|z) + log p(z) - log q(z|x)
+            value       f, an unbiased estimate of the ELBO (KL by sampling, not in closed form)
+            d/dtheta    d log p(x|z) / dtheta at that z (the decoder's ordinary gradient)
+            d/dlambda   (f - b) d log q(z|x) / dlambda  (Williams 1992; Ranganath et al. 2014, eq. 3),
+                        without the term -d log q(z|x)/dlambda of f itself, whose mean is 0
+        baseline  b: None (0), a number, or one number per example computed without this z (e.g.
+                  `RunningMean.value`); any such b leaves the mean unchanged.  The encoder's part
+        comes from `estimators.score_function_surrogate`, added as s - stop(s) (value 0, Foerster et
+        al. 2018's trick) and spread over the batch, so that the mean or sum of the returned values
+        has the gradient of the mean or sum of the per-example estimates.
+        """
+        q = self.encode(x)
+        z = q.sample(rng=rng)                                                # no gradient reaches q through z
+        log_px = td.sum(self.decode(z).log_prob(x), axis=-1)
+        log_pz = td.sum(self.prior(z.dtype).log_prob(z), axis=-1)            # no parameters: a constant
+        log_qz = td.sum(q.log_prob(z), axis=-1)
+        f = log_px.data + log_pz.data - log_qz.data                          # the learning signal, = the value
+        b = None if baseline is None else backend.get_array_module(f).asarray(baseline, dtype=f.dtype)
+        s = estimators.score_function_surrogate(f[None], log_qz[None], baseline=b)
+        return log_px + td.tensor(log_pz.data - log_qz.data) + (s - s.detach()) / f.size
+
     def sample(self, n, rng=None):
         """x ~ p(x|z), z ~ N(0, I): n binary images."""
         rng = np.random.default_rng() if rng is None else rng
@@ -71,3 +101,30 @@ class VAE(nn.Module):
         """The mean of p(x|z) at z = E_q[z|x]."""
         with td.no_grad():
             return self.decode(self.encode(x).loc).probs
+
+
+class RunningMean:
+    """The baseline b = exponential moving average of the learning signal's batch means, bias-corrected
+    as Adam's moments (Kingma & Ba 2015, alg. 1): b_t = m_t / (1 - decay^t),  m_t = decay m_(t-1) + (1 - decay) f_t.
+
+    `value` is None before the first `update` (no baseline); `state()`/`load_state()` go in a checkpoint.
+    """
+
+    def __init__(self, decay=0.9):
+        self.decay, self.mean, self.steps = decay, 0.0, 0
+
+    @property
+    def value(self):
+        return self.mean / (1 - self.decay ** self.steps) if self.steps else None
+
+    def update(self, signal):
+        """Fold in one batch's learning signal (an array or Tensor: its mean is used)."""
+        f = float(backend.to_numpy(signal.data if isinstance(signal, td.Tensor) else signal).astype(np.float64).mean())
+        self.mean = self.decay * self.mean + (1 - self.decay) * f
+        self.steps += 1
+
+    def state(self):
+        return {"decay": self.decay, "mean": self.mean, "steps": self.steps}
+
+    def load_state(self, state):
+        self.decay, self.mean, self.steps = float(state["decay"]), float(state["mean"]), int(state["steps"])
