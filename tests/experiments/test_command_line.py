@@ -256,3 +256,16 @@ def test_every_command_limits_blas_threads(tiny_run, capsys):
 def test_sample_n_out_of_range_is_one_line(tiny_run, capsys, n):
     assert main(["sample", tiny_run, "--n", n]) == 2
     assert one_line_error(capsys).startswith("tinydgm: error: --n: expected how many samples")
+
+
+def test_device_cuda_without_a_gpu_names_the_option(tmp_path, capsys, monkeypatch):
+    from tinydgm import backend
+    from tinydgm.errors import BackendError
+
+    def no_gpu(name):
+        raise BackendError("the cupy backend needs CuPy, which is not installed")
+    monkeypatch.setattr(backend, "use", no_gpu)
+    out = tmp_path / "r"
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--device", "cuda", "--out", str(out)]) == 2
+    assert one_line_error(capsys).startswith("tinydgm: error: --device cuda: the cupy backend needs CuPy")
+    assert not out.exists()

@@ -9,7 +9,7 @@ import time
 
 from tinydgm import backend
 from tinydgm.data import binarized_mnist
-from tinydgm.errors import UserError
+from tinydgm.errors import BackendError, UserError
 from tinydgm.experiments import runs
 from tinydgm.optim import HOLD, SCHEDULES
 
@@ -156,7 +156,10 @@ def mnist(cfg):
 
 def use_device(device):
     """Switch the backend for `--device cpu|cuda` (a missing CuPy or GPU is a BackendError, one line)."""
-    backend.use("cupy" if device == "cuda" else "numpy")
+    try:
+        backend.use("cupy" if device == "cuda" else "numpy")
+    except BackendError as e:
+        raise BackendError(f"--device {device}: {e}") from None
 
 
 # ---------------------------------------------------------------- eval
