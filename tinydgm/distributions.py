@@ -1,4 +1,5 @@
-"""Distributions with the names users know: Normal (diagonal), Bernoulli, Categorical, kl_divergence.
+"""Distributions with the names users know: Normal (diagonal), Bernoulli, Categorical, the relaxed
+Bernoulli (binary Concrete) and its logit, kl_divergence.
 
 All densities are computed in log space from the engine's stable primitives, so they are
 differentiable in their parameters (and, for Normal, in the value).
@@ -182,6 +183,83 @@ class Bernoulli(Distribution):
     def entropy(self):
         # H = -p log p - (1 - p) log(1 - p) = softplus(l) - l sigmoid(l)
         return ops.softplus(self.logits) - self.logits * self.probs
+
+
+# =============================================================================================
+# The relaxed Bernoulli: binary Concrete / Gumbel-sigmoid (Maddison et al. 2017; Jang et al. 2017)
+# =============================================================================================
+
+def _logistic_noise(shape, rng, like):
+    """log u − log(1 − u), u ~ U(0, 1): standard logistic noise (u = 0 is raised to the dtype's tiny)."""
+    xp = backend.get_array_module(like)
+    u = _like(_rng(rng).random(shape, dtype=like.dtype), like)
+    u = xp.maximum(u, numpy.finfo(like.dtype).tiny)
+    return xp.log(u) - xp.log1p(-u)
+
+
+class LogitRelaxedBernoulli(Distribution):
+    """The logit x = log(y / (1 − y)) of a binary Concrete variable y at temperature τ (Maddison et al. 2017, §3.3 and App. C):
+
+        x = (l + log u − log(1 − u)) / τ,  u ~ U(0, 1)       a logistic with location l/τ and scale 1/τ
+        log p(x) = log τ + l − τx − 2 softplus(l − τx)
+
+    Maddison et al. recommend this space for the relaxed objective's densities: no log of a y that
+    rounds to 0 or 1.  rsample is differentiable in the logits (τ is a fixed number)."""
+    has_rsample = True
+
+    def __init__(self, temperature, logits, validate_args=None):
+        self.logits = _tensor(logits)
+        super().__init__(self.logits.shape, validate_args)
+        self._check(float(temperature) > 0, f"temperature must be positive, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def log_prob(self, value):
+        # log p(x) = log τ + l − τx − 2 softplus(l − τx)
+        d = self.logits - self.temperature * _tensor(value)
+        return math.log(self.temperature) + d - 2 * ops.softplus(d)
+
+    def rsample(self, shape=(), rng=None):
+        """(l + logistic noise) / τ: differentiable in the logits."""
+        noise = _logistic_noise(_size(shape, self.batch_shape), rng, self.logits.data)
+        return (self.logits + noise) / self.temperature
+
+    def sample(self, shape=(), rng=None):
+        with no_grad():
+            return self.rsample(shape, rng).detach()
+
+
+class RelaxedBernoulli(Distribution):
+    """The binary Concrete (Gumbel-sigmoid) distribution on (0, 1) at temperature τ (Maddison et al. 2017,
+    §3.3 "binary Concrete"; Jang et al. 2017): y = σ(x), x ~ LogitRelaxedBernoulli(τ, l), α = e^l:
+
+        y = σ((l + log u − log(1 − u)) / τ),  u ~ U(0, 1);   P(y > 1/2) = σ(l);   y -> Bernoulli(σ(l)) as τ -> 0
+        p(y) = τ α y^(−τ−1) (1 − y)^(−τ−1) / (α y^(−τ) + (1 − y)^(−τ))^2
+        log p(y) = log p_X(logit y) − log y − log(1 − y)      (change of variables; how it is computed)
+
+    For a training objective prefer LogitRelaxedBernoulli's densities (no log of a y rounded to 0 or 1)."""
+    has_rsample = True
+
+    def __init__(self, temperature, logits, validate_args=None):
+        self.base = LogitRelaxedBernoulli(temperature, logits, validate_args)
+        super().__init__(self.base.batch_shape, validate_args)
+        self.logits, self.temperature = self.base.logits, self.base.temperature
+
+    probs = property(lambda self: ops.sigmoid(self.logits))
+
+    def log_prob(self, value):
+        value = _tensor(value)
+        if self._validate:
+            self._check(((value.data > 0) & (value.data < 1)).all(), "value must lie in (0, 1)")
+        log_y, log_1my = ops.log(value), ops.log(1 - value)
+        return self.base.log_prob(log_y - log_1my) - log_y - log_1my
+
+    def rsample(self, shape=(), rng=None):
+        """σ of the logit's rsample: differentiable in the logits."""
+        return ops.sigmoid(self.base.rsample(shape, rng))
+
+    def sample(self, shape=(), rng=None):
+        with no_grad():
+            return self.rsample(shape, rng).detach()
 
 
 # =============================================================================================

@@ -91,19 +91,32 @@ class HelmholtzMachine(nn.Module):
     # -- densities (differentiable in the parameters; the states are data) -----------------------
     def log_joint(self, x, hs):
         """log p(x, h|θ) per example; hs = [h_1, ..., h_L], leading sample axes broadcast against x."""
-        s = [td.tensor(x).data, *hs]
-        total = td.sum(td.bernoulli_log_prob(self.prior, s[-1]), axis=-1)            # log p(h_L)
-        for l in reversed(range(len(self.generative))):                                # log p(s_l | s_{l+1})
-            total = total + td.sum(td.bernoulli_log_prob(_linear(self.generative[l], s[l + 1]), s[l]), axis=-1)
+        terms = self.log_joint_terms(x, hs)
+        total = terms[-1]                                                              # log p(h_L)
+        for term in reversed(terms[:-1]):                                              # + log p(s_l | s_{l+1})
+            total = total + term
         return total
+
+    def log_joint_terms(self, x, hs):
+        """The factors of log p(x, h|θ) per example, bottom-up: [log p(x | h_1), ..., log p(h_{L-1} | h_L), log p(h_L)]."""
+        s = [td.tensor(x).data, *hs]
+        terms = [td.sum(td.bernoulli_log_prob(_linear(layer, s[l + 1]), s[l]), axis=-1)   # log p(s_l | s_{l+1})
+                 for l, layer in enumerate(self.generative)]
+        return terms + [td.sum(td.bernoulli_log_prob(self.prior, s[-1]), axis=-1)]      # log p(h_L)
 
     def log_q(self, hs, x):
         """log q(h|x, λ) per example."""
-        s = [td.tensor(x).data, *hs]
-        total = 0
-        for l, layer in enumerate(self.recognition):                                   # log q(s_{l+1} | s_l)
-            total = total + td.sum(td.bernoulli_log_prob(_linear(layer, s[l]), s[l + 1]), axis=-1)
+        terms = self.log_q_terms(hs, x)
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
         return total
+
+    def log_q_terms(self, hs, x):
+        """The factors of log q(h|x, λ) per example: [log q(h_1 | x), ..., log q(h_L | h_{L-1})]."""
+        s = [td.tensor(x).data, *hs]
+        return [td.sum(td.bernoulli_log_prob(_linear(layer, s[l]), s[l + 1]), axis=-1)     # log q(s_{l+1} | s_l)
+                for l, layer in enumerate(self.recognition)]
 
     # -- sampling (plain arrays: no gradient ever flows through a binary state) ----------------------
     def sample_q(self, x, rng, k=None):
@@ -114,6 +127,17 @@ class HelmholtzMachine(nn.Module):
             s = bernoulli_sample(logits, rng, (k,) + logits.shape if k and l == 0 else None)
             hs.append(s)
         return hs
+
+    def sample_q_with_log_q(self, x, rng, k=None):
+        """The draws of `sample_q` (same rng use), with the factors [log q(h_l | h_{l-1})] per example on the
+        engine: one pass through the recognition net, its logits computed once for sampling and density."""
+        s, hs, terms = td.tensor(x).data, [], []
+        for l, layer in enumerate(self.recognition):
+            logits = _linear(layer, s)
+            s = bernoulli_sample(logits.data, rng, (k,) + logits.shape if k and l == 0 else None)
+            hs.append(s)
+            terms.append(td.sum(td.bernoulli_log_prob(logits, s), axis=-1))
+        return hs, terms
 
     def dream(self, n, rng):
         """(x̃, [h̃_1, ..., h̃_L]) ~ p(x, h|θ), ancestrally from the top."""

@@ -1,0 +1,326 @@
+"""Each gradient estimator for the sigmoid belief net (models/wake_sleep/variational.py) against the exact
+gradient of the objective it claims to estimate, on machines small enough to enumerate (float64).
+
+    REINFORCE, NVIL, straight-through (θ)  ∇ ELBO,  ELBO(x) = Σ_h q(h|x) [log p(x, h) − log q(h|x)] over all h
+    VIMCO                                   ∇ E[L_K],  E[L_K] = Σ over all 8^K joint draws (h_1..h_K) of Π_k q(h_k|x) L̂_K
+    relaxed                                 ∇ of the relaxed ELBO by tensor-product Gauss-Legendre quadrature over u
+
+Each exact value is differentiated by the engine through the enumeration (or quadrature), written here from the
+formulas, not through the estimator code.  An estimate is the mean gradient over P passes, each pass the
+batch X6 repeated R times (so one pass averages R·3 independent draws); the passes are independent, and the
+tolerance is 5 standard errors per component, SE = sd over the passes / √P.  Seeds are fixed.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinydgm as td
+from tinydgm.estimators import NVIL, summarize
+from tinydgm.models.wake_sleep import exact as ws_exact
+from tinydgm.models.wake_sleep import model as ws
+from tinydgm.models.wake_sleep import variational as var
+
+X6 = np.array([[1, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 1]], dtype=np.float64)
+X4 = X6[:, :4]
+
+
+def machine(layers, seed, spread=1.0):
+    """A float64 machine with parameters moved away from the init."""
+    m = ws.HelmholtzMachine(layers, rng=np.random.default_rng(seed), dtype=np.float64)
+    rng = np.random.default_rng(seed + 1)
+    for p in m.parameters():
+        p.data += spread * rng.standard_normal(p.shape)
+    return m
+
+
+def flat_grad(m, names=None):
+    return np.concatenate([(p.grad if p.grad is not None else np.zeros(p.shape)).ravel()
+                           for n, p in m.named_parameters() if names is None or n in names])
+
+
+def names_of(m, part):
+    return [n for n, _ in m.named_parameters() if n.startswith("recognition") == (part == "lambda")]
+
+
+def hidden_states(m):
+    """Every joint hidden state [h_1, ..., h_L], each (2^H, 1, n_l) to broadcast against a batch."""
+    sizes = m.layers[1:]
+    states = ws_exact.all_states(sum(sizes))
+    return [h[:, None, :] for h in np.split(states, np.cumsum(sizes)[:-1], axis=1)]
+
+
+def exact_elbo_gradient(m, x):
+    """(∇ mean_b ELBO(x_b), mean ELBO, ELBO per image) by enumeration of h, differentiated by the engine."""
+    hs = hidden_states(m)
+    m.zero_grad()
+    log_p, log_q = m.log_joint(x, hs), m.log_q(hs, x)
+    per_image = td.sum(td.exp(log_q) * (log_p - log_q), axis=0)
+    td.mean(per_image).backward()
+    g = flat_grad(m)
+    m.zero_grad()
+    return g, float(per_image.data.mean()), per_image.data
+
+
+def draws(m, objective, passes, reps, x=X6, seed=0):
+    """Summaries of the estimator's gradient and of its bound over `passes` passes of x repeated `reps` times."""
+    rng, xs = np.random.default_rng(seed), np.tile(x, (reps, 1))
+    grads, bounds = [], []
+    for _ in range(passes):
+        m.zero_grad()
+        out = objective(xs, rng)
+        out.surrogate.backward()
+        grads.append(flat_grad(m))
+        bounds.append(out.bound.mean())
+    m.zero_grad()
+    return summarize(np.stack(grads)), summarize(np.array(bounds))
+
+
+def assert_within(est, exact, n_se=5, mask=slice(None)):
+    z = np.abs(est.mean[mask] - exact[mask]) / est.stderr[mask]
+    assert np.all(np.abs(est.mean[mask] - exact[mask]) <= n_se * est.stderr[mask] + 1e-12), f"worst {z.max():.2f} SE"
+
+
+# =============================================================================================
+# REINFORCE and NVIL: unbiased for ∇ ELBO
+# =============================================================================================
+
+@settings(max_examples=6)
+@given(hidden=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_reinforce_is_unbiased_for_the_elbo_gradient(hidden, seed):
+    m = machine((6, hidden), seed)
+    exact, elbo, _ = exact_elbo_gradient(m, X6)
+    grads, bound = draws(m, lambda x, r: var.reinforce_objective(m, x, r), 150, 100, seed=seed)
+    assert_within(grads, exact)
+    assert abs(bound.mean - elbo) <= 5 * bound.stderr
+
+
+def test_nvil_is_unbiased_for_the_scaled_elbo_gradient_with_layerwise_signals():
+    """Two hidden layers (4-2-2, 16 joint states), untrained baselines (so b(h_{l-1}) is far from E[ℓ_l]) and
+    running variances 9 and 4: recognition layer l's mean gradient × max(1, √v_l) = ∇λ_l ELBO; θ's = ∇θ ELBO."""
+    m = machine((4, 2, 2), 3)
+    exact, _, _ = exact_elbo_gradient(m, X4)
+    nvil = NVIL((4, 2), hidden=5, rng=1, dtype=np.float64)
+    nvil.c[:], nvil.v[:] = [-3.0, 1.0], [9.0, 4.0]
+    grads, _ = draws(m, lambda x, r: var.nvil_objective(m, x, r, nvil, update=False), 200, 100, x=X4)
+    scale = np.concatenate([np.full(p.size, 3.0 if n.startswith("recognition.0") else 2.0 if n.startswith("recognition.1") else 1.0)
+                            for n, p in m.named_parameters()])
+    grads = grads._replace(mean=grads.mean * scale, stderr=grads.stderr * scale)
+    assert_within(grads, exact)
+    assert nvil.steps == 0
+
+
+def fit_baseline(m, nvil, steps=300, lr=0.03):
+    """Train NVIL's baseline (and running statistics) on X6 repeated 100 times, θ and λ fixed; lr / 10 at the end."""
+    opt_b, rng, xs = td.optim.Adam(nvil.parameters(), lr), np.random.default_rng(7), np.tile(X6, (100, 1))
+    for i in range(steps):
+        if i == steps - 100:
+            opt_b.lr = lr / 10
+        opt_b.zero_grad()
+        var.nvil_objective(m, xs, rng, nvil).baseline_loss.backward()
+        opt_b.step()
+    m.zero_grad()
+
+
+def test_nvil_baseline_learns_the_elbo_keeps_the_mean_and_lowers_the_variance():
+    """After fitting, b(x) + c is each image's ELBO (within 0.15 nats; the ELBOs spread over 9); the
+    gradient's mean is REINFORCE's (both within 5 SE of exact) and the variance of λ's estimates is < 1/4 of it."""
+    m = machine((6, 3), 5, spread=1.5)
+    exact, _, per_image = exact_elbo_gradient(m, X6)
+    nvil = NVIL((6,), hidden=8, rng=0, dtype=np.float64)
+    fit_baseline(m, nvil)
+    predicted = nvil.baseline(0, X6).data + nvil.c[0]
+    assert np.ptp(per_image) > 3 and np.all(np.abs(predicted - per_image) < 0.15), (predicted, per_image)
+    lam = np.concatenate([np.full(p.size, n.startswith("recognition")) for n, p in m.named_parameters()])
+    plain, _ = draws(m, lambda x, r: var.reinforce_objective(m, x, r), 150, 100, seed=1)
+    nv, _ = draws(m, lambda x, r: var.nvil_objective(m, x, r, nvil, update=False), 150, 100, seed=2)
+    scale = np.where(lam, nvil.scale(0), 1.0)                        # λ's estimate is ∇λ ELBO / max(1, √v)
+    nv = nv._replace(mean=nv.mean * scale, stderr=nv.stderr * scale, variance=nv.variance * scale ** 2)
+    assert_within(plain, exact)
+    assert_within(nv, exact)
+    assert nv.variance[lam].sum() < 0.25 * plain.variance[lam].sum(), nv.variance[lam].sum() / plain.variance[lam].sum()
+
+
+# =============================================================================================
+# VIMCO: unbiased for ∇ E[L_K]
+# =============================================================================================
+
+def exact_lk_gradient(m, x, k):
+    """(∇ mean_b E[L_K(x_b)], mean E[L_K]) over all 8^K joint draws, differentiated by the engine."""
+    hs = hidden_states(m)
+    m.zero_grad()
+    log_q = m.log_q(hs, x)                                             # (8, B)
+    log_w = m.log_joint(x, hs) - log_q
+    n = log_q.shape[0]
+    idx = np.stack(np.meshgrid(*[np.arange(n)] * k, indexing="ij"), -1).reshape(-1, k)    # all K-tuples of states
+    log_q_all = sum(log_q[idx[:, j]] for j in range(k))                                   # log Π_k q(h_k|x)
+    l_k = td.logsumexp(td.stack([log_w[idx[:, j]] for j in range(k)]), axis=0) - np.log(k)
+    expected = td.sum(td.exp(log_q_all) * l_k, axis=0)
+    td.mean(expected).backward()
+    g = flat_grad(m)
+    m.zero_grad()
+    return g, float(expected.data.mean())
+
+
+def no_baseline_vimco(m, k):
+    """The K-sample score-function estimator without baselines: Σ_k L̂ ∇ log q(h_k|x) + Σ_k w̃_k ∇ log w_k."""
+    def objective(x, rng):
+        hs, q_terms = m.sample_q_with_log_q(x, rng, k)
+        log_q = q_terms[0]
+        log_w = m.log_joint(x, hs) - log_q
+        bound = td.logsumexp(log_w, axis=0).data - np.log(k)
+        w_tilde = np.exp(log_w.data - td.logsumexp(log_w, axis=0).data)
+        return var.Objective((td.sum(td.tensor(bound) * log_q) + td.sum(td.tensor(w_tilde) * log_w)) / len(x), bound)
+    return objective
+
+
+@settings(max_examples=4)
+@given(k=st.sampled_from([2, 3]), seed=st.integers(0, 1000))
+def test_vimco_is_unbiased_for_the_gradient_of_l_k(k, seed):
+    m = machine((6, 3), seed)
+    exact, expected = exact_lk_gradient(m, X6, k)
+    grads, bound = draws(m, lambda x, r: var.vimco_objective(m, x, r, k), 150, 60, seed=seed)
+    assert_within(grads, exact)
+    assert abs(bound.mean - expected) <= 5 * bound.stderr
+
+
+def test_vimco_baselines_keep_the_mean_and_lower_the_variance():
+    """Same mean as the estimator without baselines (both within 5 SE of exact ∇ E[L_3]); λ's variance < 1/3 of it."""
+    m, k = machine((6, 3), 5, spread=1.5), 3
+    exact, _ = exact_lk_gradient(m, X6, k)
+    lam = np.concatenate([np.full(p.size, n.startswith("recognition")) for n, p in m.named_parameters()])
+    plain, _ = draws(m, no_baseline_vimco(m, k), 150, 60, seed=1)
+    vimco, _ = draws(m, lambda x, r: var.vimco_objective(m, x, r, k), 150, 60, seed=2)
+    assert_within(plain, exact)
+    assert_within(vimco, exact)
+    assert vimco.variance[lam].sum() < plain.variance[lam].sum() / 3, vimco.variance[lam].sum() / plain.variance[lam].sum()
+
+
+# =============================================================================================
+# The relaxed ELBO: its gradient by quadrature; its bias against the discrete ELBO's
+# =============================================================================================
+
+def relaxed_by_quadrature(m, x, tau, density, n=40):
+    """The relaxed ELBO of a one-hidden-layer machine as a tensor-product Gauss-Legendre sum over u in (0, 1)^H
+    (logistic noise log u − log(1 − u)), written from the formula; returns (∇ mean over x, value)."""
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    u, w = (nodes + 1) / 2, weights / 2
+    H = m.layers[1]
+    grid = np.stack(np.meshgrid(*[u] * H, indexing="ij"), -1).reshape(-1, H)
+    weight = np.prod(np.stack(np.meshgrid(*[w] * H, indexing="ij"), -1).reshape(-1, H), axis=1)
+    noise = (np.log(grid) - np.log1p(-grid))[:, None, :]                      # (G, 1, H)
+    m.zero_grad()
+    a = m.recognition[0](x)                                                     # q's logits (B, H)
+    z = (a + noise) / tau                                                       # (G, B, H)
+    y = td.sigmoid(z)
+    if density == "concrete":        # log τ + l − τ z − 2 softplus(l − τ z), the logit's density, for q and the prior
+        def log_density(l):
+            return td.sum(np.log(tau) + l - tau * z - 2 * td.softplus(l - tau * z), axis=-1)
+    else:                            # Σ y l − softplus(l)
+        def log_density(l):
+            return td.sum(y * l - td.softplus(l), axis=-1)
+    g, b = y.shape[0], y.shape[1]
+    logits = td.reshape(m.generative[0](td.reshape(y, (g * b, H))), (g, b, x.shape[1]))
+    f = td.sum(td.bernoulli_log_prob(logits, x), axis=-1) + log_density(m.prior) - log_density(a)
+    value = td.sum(td.tensor(weight[:, None]) * f) / b
+    value.backward()
+    grad = flat_grad(m)
+    m.zero_grad()
+    return grad, value.item()
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5])
+@pytest.mark.parametrize("density", ["concrete", "bernoulli"])
+def test_relaxed_step_is_unbiased_for_the_relaxed_objectives_gradient(tau, density):
+    m = machine((6, 3), 5)
+    exact, value = relaxed_by_quadrature(m, X6, tau, density)
+    coarse, _ = relaxed_by_quadrature(m, X6, tau, density, n=28)
+    assert np.abs(coarse - exact).max() < 1e-4                                   # the quadrature has converged
+    grads, bound = draws(m, lambda x, r: var.relaxed_objective(m, x, r, tau, density=density), 100, 100)
+    assert_within(grads, exact)
+    assert abs(bound.mean - value) <= 5 * bound.stderr
+
+
+def test_relaxed_bias_against_the_discrete_elbo_shrinks_with_the_temperature():
+    """‖E[relaxed gradient] − ∇ ELBO‖ over τ = 2, 1, 0.5, 0.2.  density="bernoulli" (the ELBO's integrand at the
+    relaxed sample): it falls each time by more than 3 ‖SE‖ of each of the two (a distance's error is at most the
+    norm of its mean's error, whose root mean square is ‖SE‖), to under 15% of its value at τ = 2.
+    density="concrete" with one temperature: the relaxed KL is that of two logistics, whatever τ, so the bias
+    stays above half its value at τ = 2 (measured 1.16, 1.12, 1.06, 1.01 on this machine)."""
+    m = machine((6, 3), 5)
+    exact, _, _ = exact_elbo_gradient(m, X6)
+    for density in ("bernoulli", "concrete"):
+        bias, se = [], []
+        for tau in (2.0, 1.0, 0.5, 0.2):
+            grads, _ = draws(m, lambda x, r: var.relaxed_objective(m, x, r, tau, density=density), 80, 300, seed=3)
+            bias.append(np.linalg.norm(grads.mean - exact))
+            se.append(np.linalg.norm(grads.stderr))
+        if density == "bernoulli":
+            assert all(b1 - b2 > 3 * (s1 + s2) for b1, b2, s1, s2 in zip(bias, bias[1:], se, se[1:])), (bias, se)
+            assert bias[-1] < 0.15 * bias[0], bias
+        else:
+            assert bias[-1] > 0.5 * bias[0], bias
+
+
+# =============================================================================================
+# Straight-through: the forward pass is the discrete ELBO's; θ's gradient is unbiased, λ's is not
+# =============================================================================================
+
+def test_straight_through_value_and_theta_gradient_are_the_elbos():
+    m = machine((6, 3), 5)
+    exact, elbo, _ = exact_elbo_gradient(m, X6)
+    grads, bound = draws(m, lambda x, r: var.straight_through_objective(m, x, r, 1.0), 150, 100)
+    theta = np.concatenate([np.full(p.size, not n.startswith("recognition")) for n, p in m.named_parameters()])
+    assert abs(bound.mean - elbo) <= 5 * bound.stderr
+    assert_within(grads, exact, mask=theta)
+    assert np.max(np.abs(grads.mean - exact)[~theta] / grads.stderr[~theta]) > 10     # λ: biased, and visibly so
+
+
+# =============================================================================================
+# The steps: one optimiser step along each objective's surrogate gradient
+# =============================================================================================
+
+STEPS = {
+    "reinforce": (var.reinforce_step, var.reinforce_objective, {}),
+    "vimco": (var.vimco_step, var.vimco_objective, {"k": 3}),
+    "relaxed": (var.relaxed_step, var.relaxed_objective, {"temperature": 0.5}),
+    "relaxed-bernoulli": (var.relaxed_step, var.relaxed_objective, {"temperature": 0.5, "density": "bernoulli"}),
+    "straight-through": (var.straight_through_step, var.straight_through_objective, {"temperature": 1.0}),
+}
+
+
+@pytest.mark.parametrize("name", [*STEPS, "nvil"])
+def test_each_step_moves_theta_and_lambda_along_its_objectives_gradient(name):
+    """With SGD(lr=1) and the same draws, the step moves every parameter by its objective's gradient, and it
+    returns the objective's batch mean as "bound"; NVIL's step also moves its baselines down their loss."""
+    x = X6
+    m = machine((6, 4, 3), 2)
+    init = m.state_dict()
+    if name == "nvil":
+        nvil = NVIL((6, 4), hidden=5, rng=0, dtype=np.float64)
+        nvil.c[:], nvil.v[:], nvil.steps = [-20.0, -5.0], [4.0, 2.0], 3        # past the first batch
+        b_init = nvil.state_dict()
+        objective = var.nvil_objective(m, x, np.random.default_rng(1), nvil, update=False)
+        (objective.surrogate - objective.baseline_loss).backward()
+        b_grads = {n: p.grad.copy() for n, p in nvil.named_parameters()}
+    else:
+        step, objective_fn, kw = STEPS[name]
+        objective = objective_fn(m, x, np.random.default_rng(1), **kw)
+        objective.surrogate.backward()
+    grads = {n: p.grad.copy() for n, p in m.named_parameters()}
+    m.load_state_dict(init)
+    m.zero_grad()
+    opt_p, opt_q = td.optim.SGD(m.generative_parameters(), lr=1.0), td.optim.SGD(m.recognition_parameters(), lr=1.0)
+    if name == "nvil":
+        opt_b = td.optim.SGD(nvil.parameters(), lr=1.0)
+        out = var.nvil_step(m, x, opt_p, opt_q, np.random.default_rng(1), nvil, opt_b)
+        for n, v in nvil.state_dict().items():
+            if n not in NVIL.STATS:
+                np.testing.assert_allclose(v - b_init[n], b_grads[n], rtol=1e-10, atol=1e-12, err_msg=n)
+        assert nvil.steps == 4
+    else:
+        out = step(m, x, opt_p, opt_q, np.random.default_rng(1), **kw)
+    for n, v in m.state_dict().items():
+        assert np.any(grads[n] != 0), n
+        np.testing.assert_allclose(v - init[n], grads[n], rtol=1e-10, atol=1e-12, err_msg=n)
+    assert out["bound"] == pytest.approx(float(objective.bound.mean()), rel=1e-12)
