@@ -16,6 +16,7 @@ from tinydgm.cli import main
 from tinydgm.data.mnist import binarized_mnist
 from tinydgm.metrics import iw_nll
 from tinydgm.experiments import vae
+from tinydgm.models.vae import RunningMean
 
 TINY = ["--epochs", "3", "--limit", "200", "--hidden", "16", "--z-dim", "4", "--batch-size", "50",
         "--seed", "3", "--quiet"]
@@ -60,27 +61,39 @@ def digest(path):
 
 def trained(run_dir):
     state, loop = checkpoint.load_state(f"{run_dir}/last")
-    metrics = [{k: v for k, v in r.items() if k not in ("time_s", "cpu_s")} for r in runs.Run.open(run_dir).metrics()]
+    metrics = [{k: v for k, v in r.items() if k not in ("time_s", "cpu_s", "grad_var_s")}       # clocks differ
+               for r in runs.Run.open(run_dir).metrics()]
     return state, loop, metrics
 
 
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch, capsys):
-    assert main(["train", "vae", *TINY, "--out", str(tmp_path / "full")]) == 0
+@pytest.mark.parametrize("objective", ["elbo", "score-function-baseline"])
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch, capsys, objective):
+    """Interrupted after epoch 2 and resumed = uninterrupted, bit for bit: parameters, generator, every
+    logged number (gradient variances included), and the running-mean baseline of the score function."""
+    tiny = [*TINY, "--objective", objective, "--grad-variance-every", "2"]
+    assert main(["train", "vae", *tiny, "--out", str(tmp_path / "full")]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["status"] == "done" and summary["epochs"] == 3
 
     original = vae.VAETrainer.train_epoch
     monkeypatch.setattr(vae.VAETrainer, "train_epoch", lambda self, e, p: _interrupt_at(original, self, e, p, 1))
-    assert main(["train", "vae", *TINY, "--out", str(tmp_path / "part")]) == 130
+    assert main(["train", "vae", *tiny, "--out", str(tmp_path / "part")]) == 130
     assert "interrupted in epoch 2" in capsys.readouterr().err
     monkeypatch.setattr(vae.VAETrainer, "train_epoch", original)
     assert main(["train", "vae", "--resume", str(tmp_path / "part"), "--quiet"]) == 0
 
     a, b = trained(tmp_path / "full"), trained(tmp_path / "part")
     assert a[2] == b[2]                                  # every logged number
+    assert [("grad_var_encoder" in r) for r in a[2]] == [False, True, False]
     for name in a[0]["params"]:
         np.testing.assert_array_equal(a[0]["params"][name], b[0]["params"][name])
     assert a[0]["rng"] == b[0]["rng"]
+    assert a[0].get("baseline") == b[0].get("baseline")
+    assert ("baseline" in a[0]) == (objective == "score-function-baseline")
+    if "baseline" in a[0]:                      # updated once a step (3 epochs of 4 batches), near -loss
+        baseline = RunningMean()
+        baseline.load_state(a[0]["baseline"])
+        assert baseline.steps == 12 and abs(baseline.value + a[2][-1]["loss"]) < 10, (baseline.state(), a[2])
 
 
 def _interrupt_at(original, self, epoch, progress, at):
@@ -232,3 +245,95 @@ def test_eval_help_points_to_the_run_and_lists_its_options(tmp_path, capsys):
         main(["eval", str(tmp_path / "run"), "--help"])
     assert stop.value.code == 0
     assert "--k K" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- objectives and gradient variance
+
+@pytest.mark.parametrize("objective, loss_is", [
+    ("iwae", "-L_k"), ("score-function", "-ELBO"), ("score-function-baseline", "-ELBO")])
+def test_each_objective_trains(tmp_path, capsys, objective, loss_is):
+    """A tiny run of each objective: done, finite, and the logged loss is minus the mean objective the
+    step used (the score function's value is the one-sample ELBO, its surrogate adds exactly 0)."""
+    assert main(["train", "vae", *TINY, "--epochs", "2", "--objective", objective, "--out", str(tmp_path / "r")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    records = runs.Run.open(tmp_path / "r").metrics()
+    assert summary["status"] == "done" and len(records) == 2
+    assert all(np.isfinite([r["loss"], r["valid_elbo"]]).all() for r in records)
+    assert all("grad_var_encoder" not in r for r in records)           # off by default
+    with open(tmp_path / "r" / "config.json") as f:
+        assert json.load(f)["objective"] == objective
+    # the loss of epoch 1 over all 200 training images lies near -valid ELBO of a model this young
+    assert 0 < records[-1]["loss"] < 800, (loss_is, records)
+
+
+@pytest.mark.parametrize("objective, baseline", [("score-function", None), ("score-function-baseline", -500.0)])
+def test_the_trainer_steps_on_the_objective_it_names(objective, baseline):
+    """The trainer's objective is VAE.score_function_elbo with the running mean's current value as b
+    (and none without the baseline): the same gradient on the same draws, exactly."""
+    cfg = {"hidden": [16], "z_dim": 4, "activation": "tanh", "seed": 3, "lr": 1e-3, "adam_eps": 1e-8,
+           "objective": objective, "k": 5}
+    x = binarized_mnist("valid")[:20]
+    model, opt = vae.build(cfg)
+    trainer = vae.VAETrainer(model, opt, x, x, cfg, np.random.default_rng(0))
+    if baseline is not None:
+        trainer.baseline.load_state({"decay": 0.9, "mean": 0.1 * baseline, "steps": 1})
+    td.mean(trainer.objective(x, rng=np.random.default_rng(1))).backward()
+    ours = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    td.mean(model.score_function_elbo(x, rng=np.random.default_rng(1), baseline=baseline)).backward()
+    for g, p in zip(ours, model.parameters()):
+        np.testing.assert_array_equal(g, p.grad)
+
+
+def test_gradient_variance_is_what_it_claims(tmp_path):
+    """grad_var_encoder = the summed elementwise sample variance (ddof 1) of 20 gradients of the training
+    loss -mean ELBO w.r.t. the encoder, on the first 100 validation images, drawn from the generator
+    seeded (seed, 2, validation number): recomputed here from the last checkpoint, draw by draw."""
+    out = tmp_path / "r"
+    assert main(["train", "vae", *TINY, "--epochs", "2", "--grad-variance-every", "2", "--out", str(out)]) == 0
+    records = runs.Run.open(out).metrics()
+    assert "grad_var_encoder" not in records[0] and records[1]["grad_var_s"] >= 0
+    model, _ = vae.load(out, "last")
+    x = binarized_mnist("valid")[:100]
+    rng = np.random.default_rng([3, 2, 2])                              # --seed 3, 2nd validation
+    grads = []
+    for _ in range(20):
+        model.zero_grad()
+        (-td.mean(model.elbo(x, rng=rng))).backward()
+        grads.append(np.concatenate([p.grad.ravel() for p in model.encoder.parameters()]))
+    grads = np.asarray(grads, dtype=np.float64)
+    expected = (((grads - grads.mean(0)) ** 2).sum(0) / 19).sum()
+    assert records[1]["grad_var_encoder"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("objective", ["score-function-baseline", "iwae"])
+def test_measuring_the_variance_leaves_training_alone(tmp_path, objective):
+    """The same run with and without --grad-variance-every 1 logs the same losses and ELBOs and ends with
+    the same parameters and baseline: the measurement draws from its own generator and updates nothing."""
+    for name, extra in (("plain", []), ("measured", ["--grad-variance-every", "1"])):
+        assert main(["train", "vae", *TINY, "--objective", objective, *extra, "--out", str(tmp_path / name)]) == 0
+    a, b = trained(tmp_path / "plain"), trained(tmp_path / "measured")
+    assert all("grad_var_encoder" in r for r in b[2])
+    assert a[2] == [{k: v for k, v in r.items() if k != "grad_var_encoder"} for r in b[2]]
+    for name in a[0]["params"]:
+        np.testing.assert_array_equal(a[0]["params"][name], b[0]["params"][name])
+    assert a[0].get("baseline") == b[0].get("baseline")
+
+
+def test_score_function_gradient_is_noisier_in_the_log(tmp_path):
+    """On the same tiny model after one epoch, the logged encoder-gradient variance of the score function
+    exceeds the reparameterised ELBO's by orders of magnitude (measured: 6.1e5 vs 9.5, 6.4e4x)."""
+    var = {}
+    for objective in ("elbo", "score-function"):
+        out = tmp_path / objective
+        assert main(["train", "vae", *TINY, "--epochs", "1", "--objective", objective,
+                     "--grad-variance-every", "1", "--out", str(out)]) == 0
+        var[objective] = runs.Run.open(out).metrics()[0]["grad_var_encoder"]
+    assert var["score-function"] > 100 * var["elbo"], var
+
+
+def test_bad_gradient_variance_option(tmp_path, capsys):
+    assert main(["train", "vae", *TINY, "--grad-variance-every", "-1", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == ("tinydgm: error: --grad-variance-every: expected an integer >= 0 "
+                                               "(0: never), got -1")
+    assert not (tmp_path / "r").exists()

@@ -4,41 +4,64 @@
     tinydgm train vae --minutes 30               the budgeted recipe: lr 1e-3 for 25% of the time,
                                                  then decayed 100-fold; best epoch by validation ELBO
     tinydgm train vae --schedule burda           Burda et al. 2016, App. D (3280 epochs, batch 20)
+    tinydgm train vae --objective iwae --k 5     IWAE (Burda et al. 2016): Adam on -L_5
+    tinydgm train vae --objective score-function[-baseline]
+                                                 the same ELBO with the encoder's gradient by the score
+                                                 function, without (with) a running-mean baseline
+    tinydgm train vae --grad-variance-every 1    log grad_var_encoder at every validation (below)
     tinydgm eval RUN --k 5000                    test NLL as -L_5000 over all 10,000 test images
+
+Gradient variance (`--grad-variance-every N`, at every Nth validation): S = 20 independent estimates
+of the gradient of the training loss (-mean of the objective over a batch) on a fixed batch, the first
+100 validation images, with a generator seeded by (seed, 2, validation number) so that training's
+draws are untouched; `grad_var_encoder` = the sum over the encoder's parameters of each element's
+sample variance (ddof 1), `grad_var_s` = the CPU seconds it took (inside the epoch's cpu_s).
 """
 import json
 import math
+import time
 
 import numpy as np
 
 import tinydgm as td
-from tinydgm import backend, nn, plots
+from tinydgm import backend, estimators, nn, plots
 from tinydgm.data import binarized_mnist
 from tinydgm.data.mnist import check_files
 from tinydgm.distributions import kl_standard_normal
+from tinydgm.errors import UserError
 from tinydgm.experiments import evaluation, options, runs
 from tinydgm.metrics import active_units, mean_bound
-from tinydgm.models.vae import VAE
+from tinydgm.models.vae import VAE, RunningMean
 from tinydgm.optim import learning_rate
 
 NAME = "vae"
+OBJECTIVES = ("elbo", "iwae", "score-function", "score-function-baseline")
+GRAD_VAR_SAMPLES, GRAD_VAR_IMAGES = 20, 100
 
 
 # ---------------------------------------------------------------- the trainer plugged into runs.fit
 
 class VAETrainer:
-    """One epoch of Adam on -ELBO (or -L_k), validation ELBO, and the state to resume from."""
+    """One epoch of Adam on -ELBO (or -L_k, or the score-function ELBO), validation ELBO (and the
+    encoder's gradient variance), and the state to resume from."""
     report = None                  # report(images done, images in the epoch): set by runs.fit for its progress bar
 
     def __init__(self, model, opt, train_x, valid_x, cfg, rng):
         self.model, self.opt, self.cfg, self.rng = model, opt, cfg, rng
         self.x, self.valid_x = train_x, valid_x
         self.draw = backend.device_rng(rng)
+        self.baseline = RunningMean() if cfg["objective"] == "score-function-baseline" else None
+        self.validations = 0
 
-    def objective(self, x):
-        if self.cfg["objective"] == "iwae":
-            return self.model.iwae_bound(x, self.cfg["k"], rng=self.draw)
-        return self.model.elbo(x, rng=self.draw)
+    def objective(self, x, rng=None):
+        """The per-example training objective (its mean is maximised), drawing from `rng` (default: training's)."""
+        rng = self.draw if rng is None else rng
+        kind = self.cfg["objective"]
+        if kind == "iwae":
+            return self.model.iwae_bound(x, self.cfg["k"], rng=rng)
+        if kind.startswith("score-function"):
+            return self.model.score_function_elbo(x, rng=rng, baseline=None if self.baseline is None else self.baseline.value)
+        return self.model.elbo(x, rng=rng)
 
     def train_epoch(self, epoch, progress):
         self.opt.lr = learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
@@ -46,29 +69,61 @@ class VAETrainer:
         perm, total = backend.asarray(self.rng.permutation(n)), 0.0
         for i in range(0, n, b):
             x = self.x[perm[i:i + b]]
-            loss = -td.mean(self.objective(x))
+            values = self.objective(x)
+            loss = -td.mean(values)
             value = loss.item()
             if not math.isfinite(value):
                 raise runs.NonFinite(value)
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
+            if self.baseline is not None:
+                self.baseline.update(values.data)              # the value is the learning signal f
             total += value * len(x)
             if self.report:
                 self.report(i + len(x), n)
         return {"loss": total / n, "lr": self.opt.lr}
 
     def validate(self):
-        return {"valid_elbo": mean_elbo(self.model, self.valid_x, rng=np.random.default_rng(0))}
+        out = {"valid_elbo": mean_elbo(self.model, self.valid_x, rng=np.random.default_rng(0))}
+        self.validations += 1
+        every = self.cfg.get("grad_variance_every") or 0
+        if every and self.validations % every == 0:
+            c0 = time.process_time()
+            rng = backend.device_rng(np.random.default_rng([self.cfg["seed"], 2, self.validations]))
+            out["grad_var_encoder"] = gradient_variance(
+                lambda: -td.mean(self.objective(self.valid_x[:GRAD_VAR_IMAGES], rng)), self.model.encoder.parameters())
+            out["grad_var_s"] = round(time.process_time() - c0, 3)
+            self.model.zero_grad()
+        return out
 
     def state(self):
-        return {"params": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "rng": runs.rng_state(self.rng)}
+        state = {"params": self.model.state_dict(), "opt": self.opt.state_dict(),
+                 "rng": runs.rng_state(self.rng), "validations": self.validations}
+        if self.baseline is not None:
+            state["baseline"] = self.baseline.state()
+        return state
 
     def load_state(self, state):
         self.model.load_state_dict(state["params"])
         self.opt.load_state_dict(state["opt"])
         runs.set_rng_state(self.rng, state["rng"])
+        self.validations = int(state.get("validations", 0))
+        if self.baseline is not None and "baseline" in state:
+            self.baseline.load_state(state["baseline"])
+
+
+def gradient_variance(loss, params, n=GRAD_VAR_SAMPLES):
+    """Total variance of n independent gradients of `loss()` (a fresh draw each call) w.r.t. params:
+    the sum over every element of its sample variance (ddof 1), via estimators.draw and summarize."""
+    xp = backend.xp()
+
+    def estimate():
+        for p in params:
+            p.grad = None
+        loss().backward()
+        return xp.concatenate([(p.grad if p.grad is not None else xp.zeros_like(p.data)).ravel() for p in params])
+    return float(estimators.summarize(estimators.draw(estimate, n)).variance.sum())
 
 
 def mean_elbo(model, x, rng, batch_size=1000):
@@ -85,8 +140,15 @@ def add_train_arguments(p):
                                          "(lr 1e-3*10^(-i/7) for 3^i epochs). Default: anneal with --minutes")
     p.add_argument("--batch-size", type=int, help="images per step (default 100; 20 with --schedule burda)")
     p.add_argument("--adam-eps", type=float, help="Adam epsilon (default 1e-8; 1e-4 with --schedule burda)")
-    p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
+    p.add_argument("--objective", choices=OBJECTIVES, default="elbo",
+                   help="elbo: reparameterised, KL in closed form (default); iwae: L_k; score-function: the "
+                        "one-sample ELBO (KL by sampling) with the encoder's gradient by the score function; "
+                        "score-function-baseline: the same with a running-mean baseline")
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
+    p.add_argument("--grad-variance-every", type=int, default=0, metavar="N",
+                   help=f"at every Nth validation, log grad_var_encoder: the total variance of "
+                        f"{GRAD_VAR_SAMPLES} gradient estimates of the training objective w.r.t. the encoder "
+                        f"on the first {GRAD_VAR_IMAGES} validation images (default 0: never)")
     p.add_argument("--z-dim", type=int, default=50)
     p.add_argument("--hidden", default="200,200", help="hidden layer sizes, e.g. 200,200")
     p.add_argument("--activation", default="tanh", choices=sorted(nn.ACTIVATIONS))
@@ -104,6 +166,8 @@ def _config(args):
     cfg["adam_eps"] = cfg["adam_eps"] or (1e-4 if burda else 1e-8)
     cfg["hidden"] = options.sizes(cfg["hidden"], "--hidden")
     options.positive(cfg, "batch_size", "z_dim", "k", "eval_every")
+    if cfg["grad_variance_every"] < 0:
+        raise UserError(f"--grad-variance-every: expected an integer >= 0 (0: never), got {cfg['grad_variance_every']}")
     return cfg
 
 
