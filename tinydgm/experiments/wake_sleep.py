@@ -7,6 +7,7 @@
 """
 import json
 import math
+import time
 
 import numpy as np
 
@@ -17,11 +18,15 @@ from tinydgm.data.mnist import check_files
 from tinydgm.errors import UserError
 from tinydgm.experiments import evaluation, options, runs
 from tinydgm.metrics import mean_bound
-from tinydgm.models.wake_sleep import HelmholtzMachine, reweighted_step, wake_sleep_step
+from tinydgm.estimators import NVIL, draw, summarize
+from tinydgm.models.wake_sleep import HelmholtzMachine, reweighted_step, variational, wake_sleep_step
 from tinydgm.models.wake_sleep.model import UPDATES
 from tinydgm.optim import learning_rate
 
 NAME = "wake-sleep"
+# --estimator: how the recognition net q(h|x) (and, for the variational ones, θ with it) is trained
+ESTIMATORS = ("ws", "rws", "reinforce", "nvil", "vimco", "relaxed", "straight-through")
+WITH_K = ("rws", "vimco")                         # the estimators that draw K samples per image
 
 
 # ---------------------------------------------------------------- the trainer plugged into runs.fit
@@ -34,18 +39,36 @@ class WakeSleepTrainer:
         self.model, self.opt_p, self.opt_q = model, opt_p, opt_q
         self.x, self.valid_x, self.cfg, self.rng = train_x, valid_x, cfg, rng
         self.draw = backend.device_rng(rng)
+        self.nvil = self.opt_b = None
+        self.estimator = cfg.get("estimator") or ("rws" if cfg.get("reweighted") else "ws")   # runs before --estimator
+        if self.estimator == "nvil":                    # NVIL's learned baselines and their optimiser
+            self.nvil = NVIL([784, *cfg["layers"][:-1]], rng=np.random.default_rng([cfg["seed"], 2]))
+            self.opt_b = td.optim.Adam(self.nvil.parameters(), lr=cfg["lr"])
+
+    def step(self, x, opt_p, opt_q, opt_b=None):
+        """One step of the run's estimator on batch x: {"bound": ...} or {"wake": ..., "sleep": ...}."""
+        cfg, name = self.cfg, self.estimator
+        if name == "ws":
+            return wake_sleep_step(self.model, x, opt_p, opt_q, self.draw)
+        if name == "rws":
+            return reweighted_step(self.model, x, opt_p, opt_q, self.draw, cfg["k"], cfg["updates"])
+        if name == "nvil":
+            return variational.nvil_step(self.model, x, opt_p, opt_q, self.draw, self.nvil, opt_b or self.opt_b)
+        if name == "vimco":
+            return variational.vimco_step(self.model, x, opt_p, opt_q, self.draw, cfg["k"])
+        if name in ("relaxed", "straight-through"):
+            step = variational.relaxed_step if name == "relaxed" else variational.straight_through_step
+            return step(self.model, x, opt_p, opt_q, self.draw, **_temperature(cfg))
+        return variational.reinforce_step(self.model, x, opt_p, opt_q, self.draw)
 
     def train_epoch(self, epoch, progress):
         lr = learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
         self.opt_p.lr = self.opt_q.lr = lr
-        n, b, cfg = len(self.x), self.cfg["batch_size"], self.cfg
+        n, b = len(self.x), self.cfg["batch_size"]
         perm, sums = backend.asarray(self.rng.permutation(n)), {}
         for i in range(0, n, b):
             x = self.x[perm[i:i + b]]
-            if cfg["reweighted"]:
-                out = reweighted_step(self.model, x, self.opt_p, self.opt_q, self.draw, cfg["k"], cfg["updates"])
-            else:
-                out = wake_sleep_step(self.model, x, self.opt_p, self.opt_q, self.draw)
+            out = self.step(x, self.opt_p, self.opt_q)
             for key, v in out.items():
                 if not math.isfinite(v):
                     raise runs.NonFinite(f"{key} = {v}")
@@ -58,19 +81,65 @@ class WakeSleepTrainer:
         return {"loss": loss, **{f"train_{key}": v for key, v in means.items()}, "lr": lr}
 
     def validate(self):
-        k = self.cfg["valid_k"]
+        k, out = self.cfg["valid_k"], {}
+        if self.cfg.get("grad_variance_every") and self.validations % self.cfg["grad_variance_every"] == 0:
+            out = self.gradient_variance()
+        self.validations += 1
         return {"valid_bound": mean_iwae_bound(self.model, self.valid_x, k, np.random.default_rng(0)),
-                "valid_k": k}
+                "valid_k": k, **out}
+
+    validations = 0
+
+    def gradient_variance(self, n=20, images=100):
+        """grad_var_recognition: the total variance (Σ over λ's entries) of the estimator's gradient for the
+        recognition parameters, from n independent estimates on the first `images` validation images."""
+        t0, x = time.perf_counter(), self.valid_x[:images]
+        saved = self.rng.bit_generator.state, self.nvil and self.nvil.state_dict()
+        recognition = self.model.recognition_parameters()
+        probe = _Probe(recognition)
+
+        def estimate():                                   # a step whose optimisers only read the gradients
+            self.step(x, _Probe([]), probe, _Probe([]))
+            return backend.xp().concatenate([g.ravel() for g in probe.grads])
+        variance = float(summarize(draw(estimate, n)).variance.sum())
+        self.rng.bit_generator.state = saved[0]           # the training stream goes on as if unmeasured
+        if self.nvil is not None:
+            self.nvil.load_state_dict(saved[1])
+        return {"grad_var_recognition": variance, "grad_var_s": round(time.perf_counter() - t0, 3)}
 
     def state(self):
+        nvil = {} if self.nvil is None else {"nvil": self.nvil.state_dict(), "opt_b": self.opt_b.state_dict()}
         return {"params": self.model.state_dict(), "opt_p": self.opt_p.state_dict(),
-                "opt_q": self.opt_q.state_dict(), "rng": runs.rng_state(self.rng)}
+                "opt_q": self.opt_q.state_dict(), "rng": runs.rng_state(self.rng),
+                "validations": self.validations, **nvil}
 
     def load_state(self, state):
         self.model.load_state_dict(state["params"])
         self.opt_p.load_state_dict(state["opt_p"])
         self.opt_q.load_state_dict(state["opt_q"])
         runs.set_rng_state(self.rng, state["rng"])
+        self.validations = state.get("validations", 0)
+        if self.nvil is not None:
+            self.nvil.load_state_dict(state["nvil"])
+            self.opt_b.load_state_dict(state["opt_b"])
+
+
+class _Probe:
+    """An optimiser that steps nothing: `step` keeps a copy of its parameters' gradients (for measuring them)."""
+
+    def __init__(self, params):
+        self.params, self.grads = list(params), []
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        self.grads = [p.grad.copy() if p.grad is not None else p.data * 0 for p in self.params]
+
+
+def _temperature(cfg):
+    return {} if cfg.get("temperature") is None else {"temperature": cfg["temperature"]}
 
 
 def mean_iwae_bound(model, x, k, rng, rows=20000):
@@ -83,10 +152,19 @@ def mean_iwae_bound(model, x, k, rng, rows=20000):
 
 def add_train_arguments(p):
     p.add_argument("--layers", default="200,200", help="hidden layer sizes, bottom to top (default 200,200)")
-    p.add_argument("--reweighted", action="store_true", help="reweighted wake-sleep (Bornschein & Bengio 2015)")
-    p.add_argument("--k", type=int, default=5, help="samples from q per image for --reweighted (default 5)")
+    p.add_argument("--estimator", choices=ESTIMATORS, default=None,
+                   help="ws: wake-sleep (default); rws: reweighted wake-sleep (Bornschein & Bengio 2015); the "
+                        "variational ones train θ and λ on the ELBO: reinforce (score function), nvil (Mnih & "
+                        "Gregor 2014), vimco (L_K, Mnih & Rezende 2016), relaxed (binary Concrete, Maddison et al. "
+                        "2017), straight-through")
+    p.add_argument("--reweighted", action="store_true", help="the same as --estimator rws")
+    p.add_argument("--k", type=int, default=5, help="samples from q per image for rws and vimco (default 5)")
+    p.add_argument("--temperature", type=float, help="relaxed and straight-through: the Concrete temperature "
+                   "(default 0.5 relaxed, 1.0 straight-through)")
     p.add_argument("--updates", default="p,q-wake,sleep",
-                   help="for --reweighted: which of p,q-wake,sleep to apply (default all three)")
+                   help="for rws: which of p,q-wake,sleep to apply (default all three)")
+    p.add_argument("--grad-variance-every", type=int, default=0, help="at every Nth validation, log the total "
+                   "variance of the recognition parameters' gradient (20 estimates on 100 valid images; default off)")
     options.budget_options(p, "epochs (default 100; unlimited with --minutes)", schedule="anneal",
                            schedule_help="; burda: Burda et al. 2016 App. D (default anneal)")
     p.add_argument("--batch-size", type=int, default=25, help="images per step (default 25)")
@@ -104,8 +182,18 @@ def _config(args):
     if not cfg["updates"] or set(cfg["updates"]) - set(UPDATES):
         raise UserError(f"--updates: expected some of {','.join(UPDATES)}, got {','.join(cfg['updates'])!r}")
     options.positive(cfg, "batch_size", "k", "valid_k", "eval_every", "epochs")
-    if not cfg["reweighted"]:
-        cfg["k"], cfg["updates"] = 1, ["p", "sleep"]
+    if cfg["reweighted"] and cfg["estimator"] not in (None, "rws"):
+        raise UserError(f"--reweighted is --estimator rws; it cannot go with --estimator {cfg['estimator']}")
+    cfg["estimator"] = "rws" if cfg["reweighted"] else cfg["estimator"] or "ws"
+    cfg["reweighted"] = cfg["estimator"] == "rws"
+    if cfg["temperature"] is not None and not cfg["temperature"] > 0:
+        raise UserError(f"--temperature: expected a number > 0, got {cfg['temperature']}")
+    if cfg["grad_variance_every"] < 0:
+        raise UserError(f"--grad-variance-every: expected an integer >= 0, got {cfg['grad_variance_every']}")
+    if cfg["estimator"] not in WITH_K:
+        cfg["k"] = 1
+    if cfg["estimator"] != "rws":
+        cfg["updates"] = ["p", "sleep"] if cfg["estimator"] == "ws" else []
     return cfg
 
 
