@@ -11,10 +11,10 @@
     tinydgm train vae --grad-variance-every 1    log grad_var_encoder at every validation (below)
     tinydgm eval RUN --k 5000                    test NLL as -L_5000 over all 10,000 test images
 
-Gradient variance (`--grad-variance-every N`, at every Nth validation): S = 20 independent estimates
-of the gradient of the training loss (-mean of the objective over a batch) on a fixed batch, the first
-100 validation images, with a generator seeded by (seed, 2, validation number) so that training's
-draws are untouched; `grad_var_encoder` = the sum over the encoder's parameters of each element's
+Gradient variance (`--grad-variance-every N`, at the first validation and every Nth after it): S = 20
+independent estimates of the gradient of the training loss (-mean of the objective over a batch) on a
+fixed batch, the first 100 validation images, with a generator seeded by (seed, 2, validations before
+this one) so that training's draws are untouched; `grad_var_encoder` = the sum over the encoder's parameters of each element's
 sample variance (ddof 1), `grad_var_s` = the CPU seconds it took (inside the epoch's cpu_s).
 """
 import json
@@ -86,15 +86,15 @@ class VAETrainer:
 
     def validate(self):
         out = {"valid_elbo": mean_elbo(self.model, self.valid_x, rng=np.random.default_rng(0))}
-        self.validations += 1
         every = self.cfg.get("grad_variance_every") or 0
-        if every and self.validations % every == 0:
+        if every and self.validations % every == 0:            # the first validation, then every Nth
             c0 = time.process_time()
             rng = backend.device_rng(np.random.default_rng([self.cfg["seed"], 2, self.validations]))
             out["grad_var_encoder"] = gradient_variance(
                 lambda: -td.mean(self.objective(self.valid_x[:GRAD_VAR_IMAGES], rng)), self.model.encoder.parameters())
             out["grad_var_s"] = round(time.process_time() - c0, 3)
             self.model.zero_grad()
+        self.validations += 1
         return out
 
     def state(self):
@@ -146,7 +146,7 @@ def add_train_arguments(p):
                         "score-function-baseline: the same with a running-mean baseline")
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
     p.add_argument("--grad-variance-every", type=int, default=0, metavar="N",
-                   help=f"at every Nth validation, log grad_var_encoder: the total variance of "
+                   help=f"at the first validation and every Nth after it, log grad_var_encoder: the total variance of "
                         f"{GRAD_VAR_SAMPLES} gradient estimates of the training objective w.r.t. the encoder "
                         f"on the first {GRAD_VAR_IMAGES} validation images (default 0: never)")
     p.add_argument("--z-dim", type=int, default=50)
