@@ -1,0 +1,358 @@
+"""Every gradient estimator of one model, trained under the same CPU-time budget and seeds, evaluated with
+the same test NLL, in one table and two figures (issue 16, item 3).
+
+    python scripts/compare_estimators.py --model vae --cpu-minutes 30 --seeds 0,1 --eval-k 5000 --out runs/compare-vae
+    python scripts/compare_estimators.py --model sbn --cpu-minutes 30 --seeds 0,1 --eval-k 5000 --out runs/compare-sbn
+
+Each run is `python -m tinydgm train ... --seed S --threads 1 --minutes M --cpu-minutes --quiet
+--grad-variance-every 1 --out DIR/NAME-sS`, then `python -m tinydgm eval DIR/NAME-sS --k K --threads 1
+--quiet`; `--jobs` runs (train, then eval) go at a time, one per core.  The estimators:
+
+    vae  (784-200-200-50)   elbo (reparameterised), score-function, score-function-baseline, iwae-5, iwae-50
+    sbn  (layers 200,200)   ws, rws-5, reinforce, nvil, vimco-5, relaxed, straight-through
+
+An estimator the installed `tinydgm train` does not accept (checked against its --help) is skipped with
+a message.  Writes DIR/results.json and DIR/results.md (per run: test NLL = -L_K, test ELBO, epochs,
+CPU seconds; and the mean over seeds), DIR/curves.png (the validation bound of metrics.jsonl against
+CPU seconds: valid_elbo for the VAE, valid_bound = L_10 for the SBN) and DIR/grad_variance.png (each
+run's grad_var_* against CPU seconds, log scale), the figures only where matplotlib is installed.
+A run that already finished (summary.json) is not trained again and a kept evaluation with the same
+K and images is reused, so an interrupted comparison continues where it stopped.
+`--limit N --epochs-cap E --eval-limit N` make a smoke run of the whole pipeline in seconds.
+"""
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+MODELS = {
+    "vae": (["train", "vae"], "valid_elbo", {
+        "elbo": ["--objective", "elbo"],
+        "score-function": ["--objective", "score-function"],
+        "score-function-baseline": ["--objective", "score-function-baseline"],
+        "iwae-5": ["--objective", "iwae", "--k", "5"],
+        "iwae-50": ["--objective", "iwae", "--k", "50"],
+    }),
+    "sbn": (["train", "wake-sleep", "--layers", "200,200"], "valid_bound", {
+        "ws": ["--estimator", "ws"],
+        "rws-5": ["--estimator", "rws", "--k", "5"],
+        "reinforce": ["--estimator", "reinforce"],
+        "nvil": ["--estimator", "nvil"],
+        "vimco-5": ["--estimator", "vimco", "--k", "5"],
+        "relaxed": ["--estimator", "relaxed"],
+        "straight-through": ["--estimator", "straight-through"],
+    }),
+}
+GRAD_VARIANCE = "--grad-variance-every"
+
+
+def say(line):
+    print(f"compare_estimators: {line}", file=sys.stderr, flush=True)
+
+
+def tinydgm(*args):
+    return [sys.executable, "-m", "tinydgm", *args]
+
+
+def environment():
+    """One BLAS/OpenMP thread in every child, whatever the caller's environment says."""
+    env = dict(os.environ)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = "1"
+    return env
+
+
+# ---------------------------------------------------------------- what the installed command accepts
+
+def accepted(help_text, words):
+    """'' if the `tinydgm train` whose --help is `help_text` accepts `words` (flags, and values of flags
+    with choices {a,b,...}), else what it does not accept."""
+    for i, word in enumerate(words):
+        if not word.startswith("--"):
+            continue
+        if not re.search(re.escape(word) + r"(?![\w-])", help_text):
+            return f"the option {word}"
+        choices = re.search(re.escape(word) + r" \{([^}]*)\}", help_text)
+        if choices and i + 1 < len(words) and words[i + 1] not in choices.group(1).split(","):
+            return f"{word} {words[i + 1]} (choices: {choices.group(1)})"
+    return ""
+
+
+def plan(args):
+    """The runs to make: [(name, seed, train arguments)], after checking them against the installed --help."""
+    base, _, table = MODELS[args.model]
+    names = args.estimators.split(",") if args.estimators else list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise SystemExit(f"compare_estimators: unknown estimator(s) {', '.join(unknown)} for --model {args.model}; "
+                         f"expected some of {','.join(table)}")
+    help_text = subprocess.run(tinydgm(*base[:2], "--help"), capture_output=True, text=True,
+                               env=environment()).stdout
+    common = ["--threads", "1", "--minutes", str(args.cpu_minutes), "--cpu-minutes", "--quiet"]
+    if accepted(help_text, [GRAD_VARIANCE]):
+        say(f"`tinydgm {' '.join(base[:2])}` has no {GRAD_VARIANCE} yet: no gradient variances recorded")
+    else:
+        common += [GRAD_VARIANCE, "1"]
+    if args.limit:
+        common += ["--limit", str(args.limit)]
+    if args.epochs_cap:
+        common += ["--epochs", str(args.epochs_cap)]
+    runs = []
+    for name in names:
+        missing = accepted(help_text, table[name])
+        if missing:
+            say(f"skipped {name}: the installed `tinydgm {' '.join(base[:2])}` does not accept {missing} "
+                f"(see its --help)")
+            continue
+        runs += [(name, seed, [*base, *table[name], *common, "--seed", str(seed)]) for seed in args.seeds]
+    return runs
+
+
+# ---------------------------------------------------------------- one run: train, then evaluate
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+TEST_IMAGES = 10_000                     # the binarized MNIST test split
+
+
+def kept_evaluation(run_dir, k, n):
+    """The last result in RUN/evals.jsonl of the test split from image 0 with this k and n images, else None."""
+    found, n = None, n or TEST_IMAGES
+    try:
+        with open(os.path.join(run_dir, "evals.jsonl")) as f:
+            for line in f:
+                r = json.loads(line)
+                if (r.get("split"), r.get("k"), r.get("start", 0), r.get("checkpoint"), r.get("seed")) == \
+                        ("test", k, 0, "best", 0) and r.get("n") == n:
+                    found = r
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def one_run(name, seed, train_args, args):
+    """Train (or continue) DIR/NAME-sS, evaluate its best checkpoint; a result record."""
+    run_dir = os.path.join(args.out, f"{name}-s{seed}")
+    log = os.path.join(args.out, f"{name}-s{seed}.log")
+    record = {"estimator": name, "seed": seed, "run": run_dir}
+    summary = read_json(os.path.join(run_dir, "summary.json"))
+    with open(log, "a") as out:
+        if summary is None:
+            command = tinydgm("train", "--resume", run_dir, "--threads", "1", "--quiet") \
+                if os.path.isfile(os.path.join(run_dir, "config.json")) else tinydgm(*train_args, "--out", run_dir)
+            out.write(f"$ {' '.join(command)}\n")
+            out.flush()
+            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=environment())
+            summary = read_json(os.path.join(run_dir, "summary.json"))
+            if summary is None:
+                return {**record, "status": f"training failed (exit {done.returncode}; see {log})"}
+        record.update(status=summary.get("status"), epochs=summary.get("epochs"), cpu_s=summary.get("cpu_s"),
+                      time_s=summary.get("time_s"), best_epoch=summary.get("best_epoch"))
+        if not summary.get("epochs"):
+            return record
+        result = kept_evaluation(run_dir, args.eval_k, args.eval_limit)
+        if result is None:
+            command = tinydgm("eval", run_dir, "--k", str(args.eval_k), "--threads", "1", "--quiet",
+                              *(["--limit", str(args.eval_limit)] if args.eval_limit else []))
+            out.write(f"$ {' '.join(command)}\n")
+            out.flush()
+            done = subprocess.run(command, stdout=subprocess.PIPE, stderr=out, text=True, env=environment())
+            out.write(done.stdout)
+            lines = done.stdout.strip().splitlines()
+            result = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+            if result is None:
+                return {**record, "status": f"evaluation failed (exit {done.returncode}; see {log})"}
+    record.update(test_nll=result.get("test_nll"), test_elbo=result.get("test_elbo"), eval_n=result.get("n"),
+                  eval_k=result.get("k"))
+    if "active_units" in result:
+        record["active_units"] = result["active_units"]
+    return record
+
+
+# ---------------------------------------------------------------- table and figures
+
+def metrics(run_dir):
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [r for r in (json.loads(line) for line in f if line.strip()) if "event" not in r]
+
+
+def variance_key(record):
+    return next((k for k in record if k.startswith("grad_var_") and k != "grad_var_s"), None)
+
+
+def summarise(records, monitor):
+    """Mean (and sd) over seeds per estimator, in the order the estimators were run."""
+    out = []
+    for name in dict.fromkeys(r["estimator"] for r in records):
+        rows = [r for r in records if r["estimator"] == name and r.get("test_nll") is not None]
+        row = {"estimator": name, "seeds": len(rows)}
+        for key in ("test_nll", "test_elbo", "epochs", "cpu_s", "active_units"):
+            values = [r[key] for r in rows if r.get(key) is not None]
+            if values:
+                row[key] = statistics.fmean(values)
+                if key == "test_nll" and len(values) > 1:
+                    row["test_nll_sd"] = statistics.stdev(values)
+        variances = []
+        for r in rows:
+            last = [m for m in metrics(r["run"]) if variance_key(m)]
+            if last:
+                variances.append(last[-1][variance_key(last[-1])])
+        if variances:
+            row["grad_var_last"] = statistics.fmean(variances)
+        out.append(row)
+    return out
+
+
+def number(v, digits=2):
+    if v is None:
+        return "–"
+    if isinstance(v, float) and (abs(v) >= 1e5 or 0 < abs(v) < 1e-2):
+        return f"{v:.3g}"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def write_markdown(path, args, records, means, command):
+    lines = [f"# Estimators compared: {args.model}", "",
+             f"Command: `{command}`", "",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+             f"{time.strftime('%Y-%m-%d')}. Budget: {args.cpu_minutes} CPU-minutes per run (one BLAS thread, "
+             f"{args.jobs} runs at a time); test NLL = -L_{args.eval_k} on "
+             f"{args.eval_limit or 'all 10,000'} test images, the model's own q as proposal.", "",
+             "## Mean over seeds", "",
+             "| estimator | seeds | test NLL | sd | test ELBO | epochs | CPU s | active units | last grad var (recognition) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m in means:
+        lines.append(f"| {m['estimator']} | {m['seeds']} | {number(m.get('test_nll'))} | {number(m.get('test_nll_sd'))} | "
+                     f"{number(m.get('test_elbo'))} | {number(m.get('epochs'), 1)} | {number(m.get('cpu_s'), 1)} | "
+                     f"{number(m.get('active_units'), 1)} | {number(m.get('grad_var_last'))} |")
+    lines += ["", "## Each run", "",
+              "| estimator | seed | test NLL | test ELBO | epochs | CPU s | status | run |", "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r['estimator']} | {r['seed']} | {number(r.get('test_nll'))} | {number(r.get('test_elbo'))} | "
+                     f"{number(r.get('epochs'))} | {number(r.get('cpu_s'), 1)} | {r.get('status')} | `{r['run']}` |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def figures(args, records, monitor):
+    """curves.png and grad_variance.png, or [] without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        say("matplotlib is not installed: no figures (pip install -e '.[plot]')")
+        return []
+    names = list(dict.fromkeys(r["estimator"] for r in records))
+    colours = {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(names)}
+    styles = ["-", "--", ":", "-."]
+    seeds = sorted({r["seed"] for r in records})
+    out = []
+    for file, ylabel, pick, log in (
+            ("curves.png", f"validation bound ({monitor}, nats)", lambda m: m.get(monitor), False),
+            ("grad_variance.png", "total variance of the recognition gradient",
+             lambda m: m.get(variance_key(m)) if variance_key(m) else None, True)):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        drawn = False
+        for r in records:
+            points = [(m["cpu_s"], pick(m)) for m in metrics(r["run"]) if pick(m) is not None and "cpu_s" in m]
+            points = [(x, y) for x, y in points if isinstance(y, (int, float)) and math.isfinite(y) and (y > 0 or not log)]
+            if not points:
+                continue
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, styles[seeds.index(r["seed"]) % len(styles)], marker=".", color=colours[r["estimator"]],
+                    label=f"{r['estimator']} (seed {r['seed']})")
+            drawn = True
+        if not drawn:
+            plt.close(fig)
+            continue
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("CPU seconds of training")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{args.model}: {args.cpu_minutes} CPU-minutes per run")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = os.path.join(args.out, file)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        out.append(path)
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--model", choices=sorted(MODELS), required=True)
+    p.add_argument("--cpu-minutes", type=float, required=True, help="CPU-time budget of each training run")
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds, the same for every estimator (default 0,1)")
+    p.add_argument("--eval-k", type=int, default=5000, help="importance samples of the test NLL (default 5000)")
+    p.add_argument("--eval-limit", type=int, help="evaluate only the first N test images (default all 10,000)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time, one per core (default 2)")
+    p.add_argument("--out", help="folder for the runs and results (default runs/compare-MODEL)")
+    p.add_argument("--estimators", help="comma-separated subset (default all of the model's)")
+    p.add_argument("--limit", type=int, help="train and validate on the first N images (a smoke run)")
+    p.add_argument("--epochs-cap", type=int, help="stop each run after this many epochs even within the budget")
+    args = p.parse_args(argv)
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--seeds: expected integers like 0,1, got {args.seeds!r}")
+    for flag, value in (("--cpu-minutes", args.cpu_minutes), ("--eval-k", args.eval_k), ("--jobs", args.jobs),
+                        ("--eval-limit", args.eval_limit), ("--limit", args.limit), ("--epochs-cap", args.epochs_cap)):
+        if value is not None and not value > 0:
+            p.error(f"{flag}: expected a number > 0, got {value}")
+    if not args.seeds:
+        p.error("--seeds: give at least one seed")
+    args.out = args.out or os.path.join("runs", f"compare-{args.model}")
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse(argv)
+    os.makedirs(args.out, exist_ok=True)
+    runs = plan(args)
+    monitor = MODELS[args.model][1]
+    say(f"{len(runs)} runs, {args.jobs} at a time, {args.cpu_minutes} CPU-minutes each, into {args.out}")
+    records = [None] * len(runs)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(one_run, name, seed, train_args, args): i
+                   for i, (name, seed, train_args) in enumerate(runs)}
+        for future in concurrent.futures.as_completed(futures):
+            r = records[futures[future]] = future.result()
+            say(f"{r['estimator']} seed {r['seed']}: {r.get('status')}, test NLL {number(r.get('test_nll'))}, "
+                f"{r.get('epochs')} epochs, {r.get('cpu_s')} CPU s")
+    means = summarise(records, monitor)
+    command = " ".join(["python", "scripts/compare_estimators.py", *argv])
+    result = {"model": args.model, "command": command, "cpu_minutes": args.cpu_minutes, "seeds": args.seeds,
+              "eval_k": args.eval_k, "eval_limit": args.eval_limit, "runs": records, "mean": means}
+    result["figures"] = figures(args, records, monitor)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    write_markdown(os.path.join(args.out, "results.md"), args, records, means, command)
+    print(json.dumps({"out": args.out, "results": os.path.join(args.out, "results.md"), "figures": result["figures"],
+                      "mean": {m["estimator"]: m.get("test_nll") for m in means}}))
+    return 0 if all(r.get("test_nll") is not None for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
