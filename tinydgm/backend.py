@@ -145,9 +145,12 @@ def scatter_add(a, indices, values):
 # jobs they fight over the cores and a small training step runs 7-19x slower than on one thread.
 # `set_threads` limits BLAS and OpenMP at run time (threadpoolctl), after NumPy is loaded, where
 # the environment variables no longer act.  The defaults come from `python scripts/bench.py
-# threads` (2 cores, shared): beside one busy process per core, two BLAS threads made a VAE step
-# 10.6x, a wake-sleep step 10.6x and an IWAE evaluation batch 5.2x slower than one; with other jobs
-# using 1.4 of the 2 cores, 2-7x slower.  One thread was the best setting in every case.
+# threads` on a shared 2-core machine.  With the other core idle, two threads beat one by 7-9% on a
+# VAE step (batch 100) and 7-35% on an IWAE batch (k = 1000), and lost by 8% on a wake-sleep step;
+# beside one busy process per core they were 1.4-18x slower than one (all three, five runs),
+# and up to 60x slower while other jobs shared the cores.  No fixed count is within 5% of the best
+# on a quiet machine and within 1.3x on a busy one; one thread costs at most a third, more threads
+# up to 60x as soon as another job starts, so both defaults are 1 (`--threads N` on a machine of your own).
 
 DEFAULT_THREADS = {"train": 1, "eval": 1}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

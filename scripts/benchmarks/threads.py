@@ -191,17 +191,18 @@ def main(argv):
     backend.restore_threads()
 
     rows = []
-    print(f"\n{'condition':9} {'workload':10} {'threads':22} {'ms/step':>9} {'ratio to best':>14}")
+    print(f"\n{'condition':9} {'workload':10} {'threads':22} {'ms/step':>9} {'ratio to best':>14}   rounds' range")
     for condition in ("quiet", "busy"):
         for w in steps:
             med = {n: statistics.median(times[condition, w, n]) for n in settings}
             best = min(settings, key=med.get)
             for n in settings:
-                pairs = zip(times[condition, w, n], times[condition, w, best])
-                ratio = statistics.median(a / b for a, b in pairs)
+                ratios = [a / b for a, b in zip(times[condition, w, n], times[condition, w, best])]
+                ratio = statistics.median(ratios)
                 rows.append({"condition": condition, "workload": w, "threads": n, "ms_per_step": round(med[n], 2),
-                             "ratio_to_best": round(ratio, 3), "rounds": len(times[condition, w, n])})
-                print(f"{condition:9} {w:10} {label(n, default, cores):22} {med[n]:9.2f} {ratio:14.3f}")
+                             "ratio_to_best": round(ratio, 3), "ratios": [round(v, 3) for v in ratios]})
+                print(f"{condition:9} {w:10} {label(n, default, cores):22} {med[n]:9.2f} {ratio:14.3f}"
+                      f"   {min(ratios):.2f}-{max(ratios):.2f}")
     print()
     worst = {}
     for kind in sorted(set(KINDS.values())):
