@@ -8,14 +8,15 @@
     tinydgm train vae --objective score-function[-baseline]
                                                  the same ELBO with the encoder's gradient by the score
                                                  function, without (with) a running-mean baseline
-    tinydgm train vae --grad-variance-every 1    log grad_var_encoder at every validation (below)
+    tinydgm train vae --grad-variance-every 1    log grad_var_encoder at every validation (see below)
     tinydgm eval RUN --k 5000                    test NLL as -L_5000 over all 10,000 test images
 
 Gradient variance (`--grad-variance-every N`, at the first validation and every Nth after it): S = 20
 independent estimates of the gradient of the training loss (-mean of the objective over a batch) on a
 fixed batch, the first 100 validation images, with a generator seeded by (seed, 2, validations before
-this one) so that training's draws are untouched; `grad_var_encoder` = the sum over the encoder's parameters of each element's
-sample variance (ddof 1), `grad_var_s` = the CPU seconds it took (inside the epoch's cpu_s).
+this one) so that training's draws are untouched; `grad_var_encoder` = the sum over the encoder's
+parameters of each element's sample variance (ddof 1); `grad_var_s` = the CPU seconds it took, which
+count in the epoch's cpu_s (and so in a --cpu-minutes budget).
 """
 import json
 import math
