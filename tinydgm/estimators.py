@@ -183,18 +183,21 @@ class NVIL(nn.Module):
         if not len(signals) == len(log_q) == len(inputs) == len(self.baselines):
             raise ValueError(f"NVIL.surrogate: {len(self.baselines)} layers, got {len(signals)} signals, "
                              f"{len(log_q)} log q terms and {len(inputs)} inputs")
-        residuals = []
-        surrogate, loss = 0, 0
+        residuals, surrogates, losses = [], [], []
         for l, (signal, lq, h) in enumerate(zip(signals, log_q, inputs)):
-            b = self.baseline(l, h)
-            r = unwrap(signal) - b.data                                    # ℓ_l − b_l(h_{l-1})
+            signal = unwrap(signal)[..., None]                               # a column, as the baseline's output
+            b = self.baselines[l](h)                                         # b_l(h_{l-1})
+            r = signal - b.data                                              # ℓ_l − b_l
             residuals.append(r)
             if update and self.steps == 0:
                 self.c[l], self.v[l] = float(r.mean()), float(r.var())
             c, s = float(self.c[l]), self.scale(l)
-            surrogate = surrogate + score_function_surrogate((r - c) / s, lq)        # mean ℓ̂_l ∇ log q_l
-            err = unwrap(signal) - c - b                                     # ℓ_l − c_l − b_l, a Tensor in ψ
-            loss = loss + ops.mean(err * err) / (2 * s)
+            surrogates.append(score_function_surrogate(((r - c) / s)[..., 0], lq))   # mean ℓ̂_l ∇ log q_l
+            err = signal - c - b                                             # ℓ_l − c_l − b_l, a Tensor in ψ
+            losses.append(ops.sum(err * err) * (0.5 / (s * err.size)))      # mean err² / (2 max(1, √v_l))
+        surrogate, loss = surrogates[0], losses[0]
+        for a, e in zip(surrogates[1:], losses[1:]):
+            surrogate, loss = surrogate + a, loss + e
         if update:
             for l, r in enumerate(residuals):
                 self.c[l] = self.alpha * self.c[l] + (1 - self.alpha) * float(r.mean())

@@ -101,6 +101,25 @@ def test_engine_step_equals_step_by_hand(xp, to_numpy):
         np.testing.assert_allclose(models[0][n], models[1][n], rtol=1e-9, atol=1e-12, err_msg=n)
 
 
+@pytest.mark.parametrize("updates", [("p", "q-wake", "sleep"), ("p", "sleep"), ("q-wake",)])
+def test_reweighted_step_by_hand_equals_engine(xp, to_numpy, updates):
+    """reweighted_step on the engine and by the delta rule: same draws, same Adam, same parameters after 6 steps,
+    the same L_k and sleep values reported (two hidden layers, k = 4)."""
+    data = td.backend.asarray(binary(np.random.default_rng(0), (60, 12)))
+    models, reported = [], []
+    for step in (ws.reweighted_step, ws_hand.reweighted_step_by_hand):
+        m = machine((12, 5, 3), 4)
+        opt_p, opt_q = td.optim.Adam(m.generative_parameters(), 0.01), td.optim.Adam(m.recognition_parameters(), 0.01)
+        rng = device_rng(np.random.default_rng(5))
+        reported.append([step(m, data[i:i + 10], opt_p, opt_q, rng, 4, updates) for i in range(0, 60, 10)])
+        models.append({n: to_numpy(p) for n, p in m.named_parameters()})
+    for engine, hand in zip(*reported):
+        assert engine.keys() == hand.keys()
+        np.testing.assert_allclose([engine[k] for k in engine], [hand[k] for k in engine], rtol=1e-9)
+    for n in models[0]:
+        np.testing.assert_allclose(models[0][n], models[1][n], rtol=1e-9, atol=1e-12, err_msg=n)
+
+
 # ---------------------------------------------------------------- each phase moves only its own parameters
 
 def test_wake_moves_only_theta_and_sleep_only_lambda():

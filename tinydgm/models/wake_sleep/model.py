@@ -15,6 +15,8 @@ part of a graph.  Each layer's gradient is local, the delta rule (sample − pre
 × input: `by_hand.py` writes it out; `exact.py` enumerates small machines; training runs are in
 `tinydgm.experiments.wake_sleep`.
 """
+import contextlib
+
 import numpy as np
 
 import tinydgm as td
@@ -166,13 +168,12 @@ class HelmholtzMachine(nn.Module):
     def reweighted_wake(self, x, rng, k, q_grad=True):
         """RWS wake (Bornschein & Bengio 2015, eqs. 10-11): k samples from q, their log p, log q (k, B)
         and normalised importance weights ω (k, B, an array: no gradient through the weights)."""
-        hs = self.sample_q(x, rng, k)
+        with contextlib.nullcontext() if q_grad else td.no_grad():
+            hs, q_terms = self.sample_q_with_log_q(x, rng, k)          # one pass up q: samples and log q
+        log_q = q_terms[0]
+        for term in q_terms[1:]:
+            log_q = log_q + term
         log_p = self.log_joint(x, hs)
-        if q_grad:
-            log_q = self.log_q(hs, x)
-        else:
-            with td.no_grad():
-                log_q = self.log_q(hs, x)
         log_w = log_p.data - log_q.data
         omega = _xp(log_w).exp(log_w - log_w.max(0, keepdims=True))
         omega /= omega.sum(0, keepdims=True)
