@@ -269,7 +269,7 @@ def figures(args, records, monitor):
             ("grad_variance.png", "total variance of the recognition gradient",
              lambda m: m.get(variance_key(m)) if variance_key(m) else None, True)):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        drawn = False
+        bests, lowest = [], math.inf
         for r in records:
             points = [(m["cpu_s"], pick(m)) for m in metrics(r["run"]) if pick(m) is not None and "cpu_s" in m]
             points = [(x, y) for x, y in points if isinstance(y, (int, float)) and math.isfinite(y) and (y > 0 or not log)]
@@ -278,12 +278,19 @@ def figures(args, records, monitor):
             xs, ys = zip(*points)
             ax.plot(xs, ys, styles[seeds.index(r["seed"]) % len(styles)], marker=".", color=colours[r["estimator"]],
                     label=f"{r['estimator']} (seed {r['seed']})")
-            drawn = True
-        if not drawn:
+            bests.append(max(ys))
+            lowest = min(lowest, min(ys))
+        if not bests:
             plt.close(fig)
             continue
         if log:
             ax.set_yscale("log")
+        else:                             # every run's best in view; a diverging run's fall is cut off
+            top, bottom = max(bests), min(bests)
+            floor = bottom - max(0.5 * (top - bottom), 5.0)
+            if lowest < floor:
+                ax.set_ylim(floor, top + 0.05 * (top - floor))
+                ax.text(0.01, 0.01, "lower points cut off", transform=ax.transAxes, fontsize=7, color="grey")
         ax.set_xlabel("CPU seconds of training")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{args.model}: {args.cpu_minutes} CPU-minutes per run")
