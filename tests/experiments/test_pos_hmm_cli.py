@@ -149,3 +149,18 @@ def test_direct_mode_resumes_bit_for_bit_with_its_lbfgs_memory(tiny_corpus, tmp_
     for key in ("start", "trans", "w"):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     np.testing.assert_array_equal(a["lbfgs"]["s"], b["lbfgs"]["s"])
+
+
+def test_eval_on_another_corpus_is_one_line_naming_the_checkpoint(tiny_corpus, tmp_path, capsys):
+    """The run's emission weights do not fit the features of another corpus: one line, no traceback."""
+    out = str(tmp_path / "r")
+    assert cli.main(["train", "loglinear", "--data", tiny_corpus, "--states", "2", "--features", "basic",
+                     "--mode", "em", "--epochs", "1", "--out", out, "--quiet"]) == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    write(other / "o.conllu", "1\tZebra\tzebra\tNOUN\tNN\t_\t0\troot\t_\t_\n\n")
+    capsys.readouterr()
+    assert cli.main(["eval", out, "--data", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{out}/last.npz: not a checkpoint of this loglinear run's model" in err
+    assert "emission weights" in err

@@ -12,7 +12,7 @@ import numpy as np
 
 from tinydgm import plots
 from tinydgm.data.ewt import ewt_dir, load_corpus
-from tinydgm.errors import UserError
+from tinydgm.errors import CheckpointError, UserError
 from tinydgm.experiments import options, runs
 from tinydgm.metrics.tagging import contingency, tagging_scores, top_words
 from tinydgm.models.loglinear import hmm as H
@@ -43,8 +43,8 @@ def scores(pred, corpus):
 def from_state(hmm, state):
     """The HMM of a checkpoint's state, on `hmm`'s features (which must be the ones it was trained with)."""
     if state["w"].shape != hmm.w.shape:
-        raise checkpoint.CheckpointError(f"{state['w'].shape[0]} emission weights; the corpus and features "
-                                         f"give {hmm.w.shape[0]} (another --data or --features?)")
+        raise CheckpointError(f"{state['w'].shape[0]} emission weights; the corpus and features "
+                               f"give {hmm.w.shape[0]} (another --data or --features?)")
     return H.HMM(state["start"], state["trans"], state["w"], hmm.F)
 
 
