@@ -331,6 +331,16 @@ def _reporter(bar, loop):
     return report
 
 
+def fit_and_finish(run, trainer, cfg, monitor, quiet, figures):
+    """`fit` with the run's budget options (--epochs, --minutes, --cpu-minutes, --eval-every), then `figures(run, cfg)`
+    where an epoch ran, and `run.finish`: the command's exit code."""
+    summary = fit(run, trainer, epochs=cfg["epochs"], minutes=cfg.get("minutes"), eval_every=cfg["eval_every"],
+                  monitor=monitor, mode="max", quiet=quiet, clock="cpu" if cfg.get("cpu_minutes") else "wall")
+    if summary["epochs"] > 0:
+        summary["figures"] = figures(run, cfg)
+    return run.finish(summary)
+
+
 def _kept(run, saved):
     if not checkpoint.exists(run.path("last")):
         return "no checkpoint was written yet"

@@ -187,12 +187,7 @@ def train(args):
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt = build(cfg)
     trainer = VAETrainer(model, opt, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
-    summary = runs.fit(run, trainer, epochs=cfg["epochs"], minutes=cfg["minutes"],
-                       eval_every=cfg["eval_every"], monitor="valid_elbo", mode="max", quiet=args.quiet,
-                       clock="cpu" if cfg.get("cpu_minutes") else "wall")
-    if summary["epochs"] > 0:
-        summary["figures"] = figures(run, cfg)
-    return run.finish(summary)
+    return runs.fit_and_finish(run, trainer, cfg, "valid_elbo", args.quiet, figures)
 
 
 def load(run_dir, which="best"):

@@ -215,12 +215,7 @@ def train(args):
     model, opt_p, opt_q = build(cfg)
     model.init_visible_bias(train_np)
     trainer = WakeSleepTrainer(model, opt_p, opt_q, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
-    summary = runs.fit(run, trainer, epochs=cfg["epochs"], minutes=cfg["minutes"], eval_every=cfg["eval_every"],
-                       monitor="valid_bound", mode="max", quiet=args.quiet,
-                       clock="cpu" if cfg.get("cpu_minutes") else "wall")
-    if summary["epochs"] > 0:
-        summary["figures"] = figures(run, cfg)
-    return run.finish(summary)
+    return runs.fit_and_finish(run, trainer, cfg, "valid_bound", args.quiet, figures)
 
 
 def load(run_dir, which="best"):
