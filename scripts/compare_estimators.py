@@ -18,7 +18,8 @@ CPU seconds: valid_elbo for the VAE, valid_bound = L_10 for the SBN) and DIR/gra
 run's grad_var_* against CPU seconds, log scale), the figures only where matplotlib is installed.
 A run that already finished (summary.json) is not trained again and a kept evaluation with the same
 K and images is reused, so an interrupted comparison continues where it stopped.
-`--limit N --epochs-cap E --eval-limit N` make a smoke run of the whole pipeline in seconds.
+`--limit N --epochs-cap E --eval-limit N` make a smoke run of the whole pipeline in seconds; `--train-only`
+trains without evaluating (the evaluations, about 40 CPU-minutes each at K = 5000, can come later).
 """
 import argparse
 import concurrent.futures
@@ -161,7 +162,7 @@ def one_run(name, seed, train_args, args):
                 return {**record, "status": f"training failed (exit {done.returncode}; see {log})"}
         record.update(status=summary.get("status"), epochs=summary.get("epochs"), cpu_s=summary.get("cpu_s"),
                       time_s=summary.get("time_s"), best_epoch=summary.get("best_epoch"))
-        if not summary.get("epochs"):
+        if not summary.get("epochs") or args.train_only:
             return record
         result = kept_evaluation(run_dir, args.eval_k, args.eval_limit)
         if result is None:
@@ -318,6 +319,8 @@ def parse(argv):
     p.add_argument("--estimators", help="comma-separated subset (default all of the model's)")
     p.add_argument("--limit", type=int, help="train and validate on the first N images (a smoke run)")
     p.add_argument("--epochs-cap", type=int, help="stop each run after this many epochs even within the budget")
+    p.add_argument("--train-only", action="store_true", help="train (or continue) the runs, evaluate none of them "
+                   "(a later call without it evaluates them; the table then fills in)")
     args = p.parse_args(argv)
     try:
         args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -358,6 +361,8 @@ def main(argv=None):
     write_markdown(os.path.join(args.out, "results.md"), args, records, means, command)
     print(json.dumps({"out": args.out, "results": os.path.join(args.out, "results.md"), "figures": result["figures"],
                       "mean": {m["estimator"]: m.get("test_nll") for m in means}}))
+    if args.train_only:
+        return 0 if all(r.get("epochs") for r in records) else 1
     return 0 if all(r.get("test_nll") is not None for r in records) else 1
 
 

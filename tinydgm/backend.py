@@ -8,6 +8,7 @@ import ctypes
 import numbers
 import os
 import platform
+import time
 
 import numpy
 
@@ -144,28 +145,95 @@ def scatter_add(a, indices, values):
 # OpenBLAS starts one thread per core and lets idle threads spin.  On a machine shared with other
 # jobs they fight over the cores and a small training step runs 7-19x slower than on one thread.
 # `set_threads` limits BLAS and OpenMP at run time (threadpoolctl), after NumPy is loaded, where
-# the environment variables no longer act.  The defaults come from `python scripts/bench.py
-# threads` on a shared 2-core machine.  With the other core idle, two threads beat one by 7-9% on a
-# VAE step (batch 100) and 7-35% on an IWAE batch (k = 1000), and lost by 8% on a wake-sleep step;
-# beside one busy process per core they were 1.4-18x slower than one (all three, five runs),
-# and up to 60x slower while other jobs shared the cores.  No fixed count is within 5% of the best
-# on a quiet machine and within 1.3x on a busy one; one thread costs at most a third, more threads
-# up to 60x as soon as another job starts, so both defaults are 1 (`--threads N` on a machine of your own).
+# the environment variables no longer act.  What is fastest depends on the work and on the machine
+# (`python scripts/bench.py threads`, shared 2-core machine): with the other core idle, two threads
+# beat one by 7-9% on a VAE step (batch 100) and 7-35% on an IWAE batch (k = 1000), but lose 8% on
+# a wake-sleep step (batch 25); beside one busy process per core more threads were 1.4-18x slower
+# than one.  So a command asks for a kind of work:
+#   "narrow"  small matrices (wake-sleep at batch 25, the HMM): one thread, quiet or busy;
+#   "train", "eval"  wide enough to gain from threads: one per core that the rest of the machine
+#             leaves idle, measured from /proc/stat (all CPU time less this process's), at start
+#             and again at least every RETUNE_S seconds by `retune()` (so a job that starts beside
+#             us takes its core back within an epoch or a few evaluation chunks).
+# Where the load cannot be read (no /proc/stat), "train" and "eval" take one thread.
 
-DEFAULT_THREADS = {"train": 1, "eval": 1}
+DEFAULT_THREADS = {"train": "idle cores", "eval": "idle cores", "narrow": 1}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+RETUNE_S = 2.0
 _threads = {"limiter": None, "environ": None}   # the first limit (it remembers the libraries' own counts)
+_auto = {"kind": None, "reading": None}          # while `set_threads("auto", kind)` is in force
 
 
-def default_threads(kind):
-    """The BLAS thread count a command of `kind` ("train" or "eval") runs with unless told otherwise."""
+def _cpu_reading():
+    """(busy CPU seconds of the whole machine, this process's CPU seconds, monotonic time), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        jiffies = [int(v) for v in fields[1:9]]
+        tick = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if fields[:1] != ["cpu"] or len(jiffies) < 5:
+        return None
+    own = os.times()
+    return (sum(jiffies) - jiffies[3] - jiffies[4]) / tick, own.user + own.system, time.monotonic()
+
+
+def other_load(before, after):
+    """Cores the rest of the machine kept busy between two `_cpu_reading()`s (None if either is None)."""
+    if before is None or after is None or after[2] <= before[2]:
+        return None
+    return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / (after[2] - before[2]))
+
+
+def threads_for(kind, others, cores=None):
+    """Threads for work of `kind` with `others` cores busy elsewhere (None: unknown): the policy above."""
     if kind not in DEFAULT_THREADS:
         raise ValueError(f"kind must be one of {sorted(DEFAULT_THREADS)}, not {kind!r}")
-    return DEFAULT_THREADS[kind]
+    if DEFAULT_THREADS[kind] == 1 or others is None:
+        return 1
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(cores, int(cores - others + 0.5)))
 
 
-def set_threads(n):
+def default_threads(kind, window=0.1):
+    """The BLAS thread count for work of `kind` ("train", "eval" or "narrow") on the machine as it is now,
+    its load measured over `window` seconds."""
+    if kind not in DEFAULT_THREADS:
+        raise ValueError(f"kind must be one of {sorted(DEFAULT_THREADS)}, not {kind!r}")
+    if DEFAULT_THREADS[kind] == 1:
+        return 1
+    before = _cpu_reading()
+    time.sleep(window if before is not None else 0)
+    return threads_for(kind, other_load(before, _cpu_reading()))
+
+
+def set_auto_threads(kind, window=0.1):
+    """`set_threads(default_threads(kind))`, kept up to date by `retune()`; returns the count in force."""
+    n = set_threads(default_threads(kind, window))
+    _auto.update(kind=kind, reading=_cpu_reading())
+    return n
+
+
+def retune():
+    """Under `set_auto_threads`, at most every RETUNE_S seconds: the thread count for the load since the last
+    look (others' CPU time only).  Cheap to call per batch; a no-op after a plain `set_threads`."""
+    if _auto["kind"] is None or _auto["reading"] is None:
+        return None
+    now = _cpu_reading()
+    if now is None or now[2] - _auto["reading"][2] < RETUNE_S:
+        return None
+    n = threads_for(_auto["kind"], other_load(_auto["reading"], now))
+    _auto["reading"] = now
+    if n != threads():
+        set_threads(n, keep_auto=True)
+    return n
+
+
+def set_threads(n, keep_auto=False):
     """Let BLAS and OpenMP use at most `n` threads for the rest of the process; returns the BLAS count in force."""
+    if not keep_auto:
+        _auto.update(kind=None, reading=None)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise BackendError(f"the number of threads must be a whole number of at least 1, not {n!r}")
     from threadpoolctl import threadpool_limits
@@ -189,6 +257,7 @@ def restore_threads():
             else:
                 os.environ[var] = value
         _threads.update(limiter=None, environ=None)
+    _auto.update(kind=None, reading=None)
     return threads()
 
 

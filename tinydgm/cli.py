@@ -73,12 +73,12 @@ def main(argv=None):
                 raise UserError(f"{first.run_dir}: this model has no `{first.command}` command")
             args = parser(mod).parse_args(argv)
             options.check_run_command(args)
-            options.use_threads(args)
+            options.use_threads(args, "eval")
             return getattr(mod, run)(args) or 0
         args = parser().parse_args(argv)
         kind = ALIASES.get(args.model, args.model)
         args.given = options.given(argv, getattr(MODELS[kind], "OPTION_ALIASES", None))
-        options.use_threads(args)
+        options.use_threads(args, getattr(MODELS[kind], "TRAIN_THREADS", "train"))
         return MODELS[kind].train(args) or 0
     except UserError as e:
         print(f"tinydgm: error: {e}", file=sys.stderr)

@@ -197,9 +197,59 @@ def test_importing_tinydgm_does_not_import_threadpoolctl():
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
 
 
-def test_default_threads():
+def test_threads_for_follows_the_cores_others_leave_idle():
+    threads_for = td.backend.threads_for
     for kind in ("train", "eval"):
+        assert threads_for(kind, 0.0, cores=2) == 2          # a quiet machine: every core
+        assert threads_for(kind, 0.3, cores=2) == 2          # light background noise is not a job
+        assert threads_for(kind, 1.0, cores=2) == 1          # one busy process beside us: its core is its own
+        assert threads_for(kind, 2.0, cores=2) == 1          # every core busy: never fewer than one
+        assert threads_for(kind, 5.0, cores=8) == 3
+        assert threads_for(kind, None, cores=8) == 1         # load unknown: the safe count
+    assert threads_for("narrow", 0.0, cores=8) == 1          # small matrices: one thread, quiet or busy
+    with pytest.raises(ValueError, match="'eval', 'narrow', 'train'.*'sample'"):
+        threads_for("sample", 0.0)
+
+
+def test_other_load_leaves_out_this_process():
+    # (machine busy CPU s, this process's CPU s, seconds): over 2 s the machine was busy 3 CPU-s, 1 of them ours
+    assert td.backend.other_load((10.0, 4.0, 100.0), (13.0, 5.0, 102.0)) == pytest.approx(1.0)
+    assert td.backend.other_load((10.0, 4.0, 100.0), (10.0, 4.5, 101.0)) == 0.0     # clock ticks: never below 0
+    assert td.backend.other_load(None, (1.0, 1.0, 1.0)) is None
+    assert td.backend.other_load((1.0, 1.0, 1.0), (1.0, 1.0, 1.0)) is None           # no time between them
+
+
+def test_a_job_beside_us_takes_a_thread_back(restore_threads, monkeypatch):
+    cores = os.cpu_count()
+    readings = iter([(0.0, 0.0, 0.0), (0.0, 0.0, 0.1),             # set_auto_threads: a quiet machine
+                     (0.0, 0.0, 0.1),                              # its first reading for retune
+                     (1.0, 0.0, 1.0),                              # under RETUNE_S later: nothing changes
+                     (1.0 * cores, 0.0, 3.0),                      # others kept every core busy
+                     (1.0 * cores, 0.0, 6.0)])                     # and then went away
+    monkeypatch.setattr(td.backend, "_cpu_reading", lambda: next(readings))
+    monkeypatch.setattr(td.backend.time, "sleep", lambda s: None)
+    assert td.backend.set_auto_threads("eval") == cores
+    assert td.backend.retune() is None
+    assert td.backend.retune() == 1 and td.backend.threads() == 1
+    assert td.backend.retune() == cores and td.backend.threads() == cores
+    td.backend.set_threads(1)                                      # a count asked for stays
+    assert td.backend.retune() is None and td.backend.threads() == 1
+
+
+def test_the_load_is_read_where_the_system_tells_it():
+    r = td.backend._cpu_reading()
+    if not os.path.isfile("/proc/stat"):
+        assert r is None
+        assert td.backend.default_threads("eval") == 1
+    else:
+        busy, own, t = r
+        assert busy >= 0 and own > 0 and t > 0
+
+
+def test_default_threads():
+    for kind in ("train", "eval", "narrow"):
         n = td.backend.default_threads(kind)
-        assert isinstance(n, int) and n >= 1
-    with pytest.raises(ValueError, match="'eval', 'train'.*'sample'"):
+        assert isinstance(n, int) and 1 <= n <= os.cpu_count()
+    assert td.backend.default_threads("narrow") == 1
+    with pytest.raises(ValueError, match="'eval', 'narrow', 'train'.*'sample'"):
         td.backend.default_threads("sample")

@@ -89,6 +89,16 @@ def test_resume_extends_a_finished_run_and_records_new_settings(tmp_path, capsys
     assert events == [{"event": "resume", **config["history"][0]}]
 
 
+def test_resume_may_start_measuring_gradient_variance(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--out", out, "--quiet"]) == 0
+    assert main(["train", "vae", "--resume", out, "--epochs", "2", "--grad-variance-every", "1", "--quiet"]) == 0
+    records = epoch_records(out)
+    assert "grad_var_encoder" not in records[0] and records[1]["grad_var_encoder"] > 0
+    assert runs.Run.open(out).config["history"][-1]["changes"]["grad_variance_every"] == [0, 1]
+    capsys.readouterr()
+
+
 def test_resume_refuses_to_change_the_model(tmp_path, capsys):
     out = str(tmp_path / "r")
     assert main(["train", "vae", *TINY, "--epochs", "1", "--out", out]) == 0
@@ -244,12 +254,28 @@ def test_every_command_limits_blas_threads(tiny_run, capsys):
         backend.restore_threads()
         assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "2"]) == 0
         assert backend.threads() == 2
+        assert backend._auto["kind"] is None                  # a count asked for is kept, not retuned
         assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
-        assert backend.threads() == backend.default_threads("eval")
+        assert backend._auto["kind"] == "eval"                # chosen for the machine, and followed
+        assert 1 <= backend.threads() <= os.cpu_count()
         assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "0"]) == 2
         assert one_line_error(capsys).startswith("tinydgm: error: --threads")
     finally:
         backend.restore_threads()
+
+
+def test_each_train_command_asks_for_its_kind_of_work(monkeypatch):
+    from tinydgm import backend, cli
+    asked = []
+
+    def record(args, kind):
+        asked.append(kind)
+        raise cli.UserError("stop here")                      # before any run folder or data is touched
+    monkeypatch.setattr(cli.options, "use_threads", record)
+    for model in ("vae", "wake-sleep", "loglinear"):
+        assert main(["train", model, "--quiet"]) == 2
+    assert asked == ["train", "narrow", "narrow"]              # small-batch steps lose with a second thread
+    assert backend.DEFAULT_THREADS["narrow"] == 1
 
 
 @pytest.mark.parametrize("n", ["0", "-3"])

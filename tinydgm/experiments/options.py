@@ -16,7 +16,7 @@ from tinydgm.optim import HOLD, SCHEDULES
 NOT_CONFIG = ("command", "_kind", "resume", "quiet", "given", "threads")   # how to run, not what the run is
 # what `--resume RUN` may change: how long and how to optimise, not what the model is (sizes, features, data)
 RESUMABLE = ("epochs", "minutes", "cpu_minutes", "lr", "schedule", "eval_every", "device", "batch_size",
-             "adam_eps", "valid_k", "iterations", "mstep_iterations", "lbfgs_round")
+             "adam_eps", "valid_k", "iterations", "mstep_iterations", "lbfgs_round", "grad_variance_every")
 BUDGET = ("epochs", "minutes", "cpu_minutes")               # one setting: given one, the others follow it
 
 
@@ -90,10 +90,16 @@ def budget_options(p, epochs_help, lr=1e-3, schedules=SCHEDULES, schedule=None, 
                         f"constant{schedule_help}")
 
 
+THREADS_HELP = {
+    "train": "BLAS threads (default: one per core that other jobs leave idle, looked at again as the run "
+             "goes, or 1 where the model's small matrices gain nothing from more; see scripts/bench.py threads)",
+    "eval": "BLAS threads (default: one per core that other jobs leave idle, looked at again as it goes; "
+            "see scripts/bench.py threads)"}
+
+
 def threads_option(p, kind):
-    """--threads N: BLAS threads for this command (default chosen from `scripts/bench.py threads`)."""
-    p.add_argument("--threads", type=int, help=f"BLAS threads (default {backend.default_threads(kind)}: "
-                   "more threads spin against other jobs on a shared machine; see scripts/bench.py threads)")
+    """--threads N: BLAS threads for this command (default chosen for the machine: backend.set_auto_threads)."""
+    p.add_argument("--threads", type=int, help=THREADS_HELP[kind])
 
 
 def check_run_command(args):
@@ -102,12 +108,13 @@ def check_run_command(args):
         raise UserError(f"--n: expected how many samples, an integer >= 1, got {args.n}")
 
 
-def use_threads(args):
-    """Limit BLAS to --threads, or to the default for this kind of command, for the rest of the process."""
+def use_threads(args, kind):
+    """Limit BLAS to --threads for the rest of the process, or choose for work of `kind` ("train", "eval",
+    "narrow": backend.DEFAULT_THREADS) on the machine as it is, and keep choosing (backend.retune)."""
     n = getattr(args, "threads", None)
     if n is not None and n < 1:
         raise UserError(f"--threads: expected an integer >= 1, got {n}")
-    return backend.set_threads(n or backend.default_threads("train" if args.command == "train" else "eval"))
+    return backend.set_threads(n) if n else backend.set_auto_threads(kind)
 
 
 def config(args, model):

@@ -19,6 +19,7 @@ from tinydgm.models.loglinear import hmm as H
 from tinydgm.models.loglinear.features import FEATURE_SETS, conjoin, word_features
 
 OPTION_ALIASES = {"epochs": "iterations"}    # `--epochs N` is `--iterations N`: an EM iteration is an epoch
+TRAIN_THREADS = "narrow"     # tag-by-tag recursions over small arrays: one BLAS thread
 NAME = "loglinear"           # the name runs record in config.json (`tinydgm train pos-hmm` is the same command)
 
 

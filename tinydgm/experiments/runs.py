@@ -43,7 +43,7 @@ import time
 
 from tqdm import tqdm
 
-from tinydgm import checkpoint
+from tinydgm import backend, checkpoint
 from tinydgm.errors import RunError
 
 
@@ -273,6 +273,7 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
 
     try:
         while not out_of_budget(loop["epoch"], loop.get(spent, 0.0)):
+            backend.retune()
             epoch, t0, c0 = loop["epoch"], time.perf_counter(), time.process_time()
             progress = max(epoch / epochs if epochs else 0.0,
                            loop.get(spent, 0.0) / budget if budget else 0.0)
@@ -318,6 +319,7 @@ def _reporter(bar, loop):
     state = {"t0": time.perf_counter(), "done": 0, "shown": 0.0}
 
     def report(done, total):
+        backend.retune()                           # under automatic threads: follow the machine's load
         now = time.perf_counter()
         if done < state["done"]:                   # a new epoch
             state.update(t0=now, done=0)

@@ -24,6 +24,7 @@ from tinydgm.models.wake_sleep.model import UPDATES
 from tinydgm.optim import learning_rate
 
 NAME = "wake-sleep"
+TRAIN_THREADS = "narrow"            # batch-25 steps: a second BLAS thread loses 8% (scripts/bench.py threads)
 # --estimator: how the recognition net q(h|x) (and, for the variational ones, θ with it) is trained
 ESTIMATORS = ("ws", "rws", "reinforce", "nvil", "vimco", "relaxed", "straight-through")
 WITH_K = ("rws", "vimco")                         # the estimators that draw K samples per image
@@ -93,7 +94,7 @@ class WakeSleepTrainer:
     def gradient_variance(self, n=20, images=100):
         """grad_var_recognition: the total variance (Σ over λ's entries) of the estimator's gradient for the
         recognition parameters, from n independent estimates on the first `images` validation images."""
-        t0, x = time.perf_counter(), self.valid_x[:images]
+        c0, x = time.process_time(), self.valid_x[:images]
         saved = self.rng.bit_generator.state, self.nvil and self.nvil.state_dict()
         recognition = self.model.recognition_parameters()
         probe = _Probe(recognition)
@@ -105,7 +106,7 @@ class WakeSleepTrainer:
         self.rng.bit_generator.state = saved[0]           # the training stream goes on as if unmeasured
         if self.nvil is not None:
             self.nvil.load_state_dict(saved[1])
-        return {"grad_var_recognition": variance, "grad_var_s": round(time.perf_counter() - t0, 3)}
+        return {"grad_var_recognition": variance, "grad_var_s": round(time.process_time() - c0, 3)}
 
     def state(self):
         nvil = {} if self.nvil is None else {"nvil": self.nvil.state_dict(), "opt_b": self.opt_b.state_dict()}

@@ -35,6 +35,7 @@ def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=Tru
     draw = backend.device_rng(rng)
 
     def bound(xb):                                                  # log mean_c exp(L_chunk^(c))
+        backend.retune()                                            # automatic threads follow the load
         parts = np.stack([backend.to_numpy(model.iwae_bound(xb, chunk, rng=draw).data)
                           for _ in range(k // chunk)]).astype(np.float64)
         return numerics.log_mean_exp(np, parts, axis=0)
