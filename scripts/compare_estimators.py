@@ -166,21 +166,43 @@ def one_run(name, seed, train_args, args):
             return record
         result = kept_evaluation(run_dir, args.eval_k, args.eval_limit)
         if result is None:
-            command = tinydgm("eval", run_dir, "--k", str(args.eval_k), "--threads", "1", "--quiet",
-                              *(["--limit", str(args.eval_limit)] if args.eval_limit else []))
-            out.write(f"$ {' '.join(command)}\n")
-            out.flush()
-            done = subprocess.run(command, stdout=subprocess.PIPE, stderr=out, text=True, env=environment())
-            out.write(done.stdout)
-            lines = done.stdout.strip().splitlines()
-            result = json.loads(lines[-1]) if done.returncode == 0 and lines else None
-            if result is None:
-                return {**record, "status": f"evaluation failed (exit {done.returncode}; see {log})"}
+            result = evaluate(run_dir, args, out, log)
+            if isinstance(result, str):
+                return {**record, "status": result}
     record.update(test_nll=result.get("test_nll"), test_elbo=result.get("test_elbo"), eval_n=result.get("n"),
                   eval_k=result.get("k"))
     if "active_units" in result:
         record["active_units"] = result["active_units"]
     return record
+
+
+def evaluate(run_dir, args, out, log):
+    """-L_K of the best checkpoint on the test images: in shards of --eval-shard images (each kept in the run
+    as it finishes, so an interrupted evaluation loses one shard at most), then `tinydgm eval --combine`.
+    The last result record, or a line saying what failed."""
+    n = args.eval_limit or TEST_IMAGES
+    size = n if args.eval_limit else min(args.eval_shard, n)           # --combine tiles the whole split
+    base = ["eval", run_dir, "--k", str(args.eval_k), "--threads", "1", "--quiet"]
+    steps = [] if size < n else [[*base, *(["--limit", str(args.eval_limit)] if args.eval_limit else [])]]
+    for start in range(0, n, size) if size < n else ():
+        limit = min(size, n - start)
+        name = f"eval-test-k{args.eval_k}" + f"-from{start}" * bool(start) + f"-n{limit}.json"
+        if read_json(os.path.join(run_dir, name)) is None:
+            steps.append([*base, "--start", str(start), "--limit", str(limit)])
+    if size < n:
+        steps.append([*base, "--combine"])
+    result = None
+    for words in steps:
+        command = tinydgm(*words)
+        out.write(f"$ {' '.join(command)}\n")
+        out.flush()
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=out, text=True, env=environment())
+        out.write(done.stdout)
+        lines = done.stdout.strip().splitlines()
+        result = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+        if result is None:
+            return f"evaluation failed (exit {done.returncode}; see {log})"
+    return result
 
 
 # ---------------------------------------------------------------- table and figures
@@ -314,6 +336,9 @@ def parse(argv):
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds, the same for every estimator (default 0,1)")
     p.add_argument("--eval-k", type=int, default=5000, help="importance samples of the test NLL (default 5000)")
     p.add_argument("--eval-limit", type=int, help="evaluate only the first N test images (default all 10,000)")
+    p.add_argument("--eval-shard", type=int, default=2000,
+                   help="evaluate all test images in shards of this many, each kept as it finishes (default 2000; "
+                        "not with --eval-limit)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one per core (default 2)")
     p.add_argument("--out", help="folder for the runs and results (default runs/compare-MODEL)")
     p.add_argument("--estimators", help="comma-separated subset (default all of the model's)")
@@ -327,7 +352,7 @@ def parse(argv):
     except ValueError:
         p.error(f"--seeds: expected integers like 0,1, got {args.seeds!r}")
     for flag, value in (("--cpu-minutes", args.cpu_minutes), ("--eval-k", args.eval_k), ("--jobs", args.jobs),
-                        ("--eval-limit", args.eval_limit), ("--limit", args.limit), ("--epochs-cap", args.epochs_cap)):
+                        ("--eval-limit", args.eval_limit), ("--eval-shard", args.eval_shard), ("--limit", args.limit), ("--epochs-cap", args.epochs_cap)):
         if value is not None and not value > 0:
             p.error(f"{flag}: expected a number > 0, got {value}")
     if not args.seeds:

@@ -125,3 +125,24 @@ def test_estimators_the_command_lacks_are_skipped_with_a_message(monkeypatch, ca
     assert [(name, seed) for name, seed, _ in runs][:3] == [("ws", 0), ("ws", 1), ("rws-5", 0)] and len(runs) == 14
     assert runs[7][2] == ["train", "wake-sleep", "--layers", "200,200", "--estimator", "nvil", "--threads", "1",
                           "--minutes", "2.0", "--cpu-minutes", "--quiet", "--grad-variance-every", "1", "--seed", "1"]
+
+
+def test_whole_split_evaluated_in_kept_shards_and_combined(tmp_path):
+    """Without --eval-limit every test image is evaluated, shard by shard; a shard already kept (an
+    interrupted comparison) is not evaluated again, and the table holds the combined result."""
+    out = tmp_path / "c"
+    smoke = ["--model", "vae", "--cpu-minutes", "1", "--seeds", "0", "--estimators", "elbo", "--limit", "100",
+             "--epochs-cap", "1", "--eval-k", "2", "--eval-shard", "6000", "--out", str(out)]
+    assert compare.main([*smoke, "--train-only"]) == 0
+    run = out / "elbo-s0"
+    assert (run / "summary.json").is_file() and not list(run.glob("eval-*"))           # trained, not evaluated
+    assert cli.main(["eval", str(run), "--k", "2", "--limit", "6000", "--quiet", "--threads", "1"]) == 0
+    assert compare.main(smoke) == 0
+    made = [json.loads(line)["file"] for line in open(run / "evals.jsonl")]
+    assert made == ["eval-test-k2-n6000.json", "eval-test-k2-from6000-n4000.json", "eval-test-k2.json"]
+    shards = [json.load(open(run / name)) for name in made[:2]]
+    combined = json.load(open(run / "eval-test-k2.json"))
+    assert combined["n"] == 10_000 and combined["shards"] == 2
+    assert combined["test_nll"] == pytest.approx((6000 * shards[0]["test_nll"] + 4000 * shards[1]["test_nll"]) / 10_000)
+    results = json.load(open(out / "results.json"))
+    assert results["runs"][0]["test_nll"] == combined["test_nll"] and results["runs"][0]["eval_n"] == 10_000
