@@ -92,6 +92,41 @@ def test_time_budget(tmp_path):
     assert s["status"] == "done" and s["epochs"] == 1 and "valid_loss" in run.metrics()[-1]
 
 
+class Clock:
+    """A fake time module for runs: every clock reads `now`, which a SlowToy's epochs advance."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    process_time = perf_counter
+
+
+class SlowToy(Toy):
+    def __init__(self, clock, epoch_s):
+        super().__init__()
+        self.clock, self.epoch_s = clock, epoch_s
+
+    def train_epoch(self, epoch, progress):
+        self.clock.now += self.epoch_s
+        return super().train_epoch(epoch, progress)
+
+
+@pytest.mark.parametrize("clock_kind", ["wall", "cpu"])
+@pytest.mark.parametrize("epoch_s, epochs", [(25.0, 2), (20.0, 3), (35.0, 2), (70.0, 1), (11.0, 5)])
+def test_a_budget_ends_at_the_epoch_boundary_nearest_to_it(tmp_path, monkeypatch, clock_kind, epoch_s, epochs):
+    """One minute of 25-second epochs is 2 epochs (50 s, 10 under) rather than 3 (75 s, 15 over); the last
+    epoch is validated; an epoch longer than the budget still runs once."""
+    clock = Clock()
+    monkeypatch.setattr(runs, "time", clock)
+    run = runs.Run.create(tmp_path / "r", {"model": "toy"})
+    s = runs.fit(run, SlowToy(clock, epoch_s), minutes=1, clock=clock_kind, quiet=True)
+    assert s["epochs"] == epochs and abs(epochs * epoch_s - 60) <= max(epoch_s / 2, epoch_s - 60)
+    assert "valid_loss" in run.metrics()[-1]
+
+
 def test_run_directory_errors(tmp_path):
     runs.Run.create(tmp_path / "r", {"model": "toy", "f": print})   # unserialisable options dropped
     with pytest.raises(runs.RunError, match="already holds a run"):

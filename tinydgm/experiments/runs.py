@@ -238,7 +238,9 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
         quiet=False, clock="wall"):
     """Train until `epochs` or `minutes` run out; checkpoint, log and resume. Returns the summary.
 
-    `clock="cpu"` counts `minutes` in this process's CPU time (a fair budget on a shared machine).
+    `clock="cpu"` counts `minutes` in this process's CPU time (a fair budget on a shared machine).  Epochs are
+    never cut: a time budget ends at the epoch boundary nearest to it (the last epoch's cost decides whether
+    one more would overrun by more than it leaves unused), so runs of slow and fast epochs spend alike.
     """
     if epochs is None and minutes is None:
         raise ValueError("fit: give epochs, minutes or both")
@@ -265,14 +267,17 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
     if hasattr(trainer, "report"):                 # within an epoch: the bar moves per batch, with images/s
         trainer.report = _reporter(bar, loop)
 
-    def out_of_budget(done, elapsed):
-        return (epochs is not None and done >= epochs) or (budget is not None and elapsed >= budget)
+    def out_of_budget(done, elapsed, epoch_s):
+        """Out of epochs, or of time: another epoch costing `epoch_s` would overrun the budget by more than
+        it left unused (so a run ends at the epoch boundary nearest its budget, over or under by half an
+        epoch at most, whatever an epoch costs: the same budget for fast and slow estimators)."""
+        return (epochs is not None and done >= epochs) or (budget is not None and elapsed + epoch_s / 2 >= budget)
 
     def since(t0, c0):
         return time.process_time() - c0 if clock == "cpu" else time.perf_counter() - t0
 
     try:
-        while not out_of_budget(loop["epoch"], loop.get(spent, 0.0)):
+        while not out_of_budget(loop["epoch"], loop.get(spent, 0.0), loop.get("epoch_s", 0.0)):
             backend.retune()
             epoch, t0, c0 = loop["epoch"], time.perf_counter(), time.process_time()
             progress = max(epoch / epochs if epochs else 0.0,
@@ -280,11 +285,12 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
             record = {"epoch": epoch, **trainer.train_epoch(epoch, progress)}
             if not _finite(record.get("loss")):
                 raise NonFinite(record["loss"])
-            if (epoch + 1) % eval_every == 0 or out_of_budget(
-                    epoch + 1, loop.get(spent, 0.0) + since(t0, c0)):
+            cost = since(t0, c0)
+            if (epoch + 1) % eval_every == 0 or out_of_budget(epoch + 1, loop.get(spent, 0.0) + cost, cost):
                 record.update(trainer.validate())
                 if not _finite(record[monitor]):
                     raise NonFinite(f"validation {monitor} = {record[monitor]}")
+            loop["epoch_s"] = since(t0, c0)              # this epoch's cost on the budget's clock
             loop["elapsed_s"] += time.perf_counter() - t0
             loop["cpu_s"] = loop.get("cpu_s", 0.0) + time.process_time() - c0
             loop["epoch"] = epoch + 1
