@@ -85,11 +85,13 @@ def test_eval_shards_combine_into_the_whole_split(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("bad,message", [(["--layers", "a,b"], "--layers"), (["--layers", "0"], "--layers"),
-                                         (["--updates", "p,dream"], "--updates"), (["--k", "0"], "--k")])
+                                         (["--updates", "p,dream"], "--updates"), (["--k", "0"], "--k"),
+                                         (["--estimator", "vimco", "--k", "1"], "--k: VIMCO needs K >= 2")])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, bad, message):
     assert main(["train", "wake-sleep", *bad, "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinydgm: error:") and message in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()                                 # a refused run leaves nothing behind
 
 
 def test_resume_gives_the_numbers_of_an_uninterrupted_run(tmp_path, capsys):

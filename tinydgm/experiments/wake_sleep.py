@@ -191,6 +191,8 @@ def _config(args):
         raise UserError(f"--temperature: expected a number > 0, got {cfg['temperature']}")
     if cfg["grad_variance_every"] < 0:
         raise UserError(f"--grad-variance-every: expected an integer >= 0, got {cfg['grad_variance_every']}")
+    if cfg["estimator"] == "vimco" and cfg["k"] < 2:
+        raise UserError(f"--k: VIMCO needs K >= 2 samples per image (each one's baseline leaves it out), got {cfg['k']}")
     if cfg["estimator"] not in WITH_K:
         cfg["k"] = 1
     if cfg["estimator"] != "rws":
