@@ -185,15 +185,29 @@ class HelmholtzMachine(nn.Module):
 
         A value, computed on arrays (no graph: train with `reweighted_step`), returned as a Tensor."""
         x = td.tensor(x).data
-        log_w = self.log_weights(x, self.sample_q(x, rng, k))
+        s, hs, log_q = x, [], 0.0                 # the draws of sample_q, log q from the logits that drew them
+        for l, layer in enumerate(self.recognition):
+            logits = affine(s, layer.weight.data, layer.bias.data)
+            s = bernoulli_sample(logits, rng, (k,) + logits.shape if l == 0 else None)
+            log_q = log_q + log_bernoulli_sum(logits, s)
+            hs.append(s)
+        log_w = self.log_weights(x, hs, log_q)
         return td.tensor(numerics.log_mean_exp(_xp(log_w), log_w, axis=0))
 
-    def log_weights(self, x, hs):
-        """log p(x, h) - log q(h|x) on arrays, no graph: what L_k needs for k in the thousands."""
+    def log_weights(self, x, hs, log_q=None):
+        """log p(x, h) - log q(h|x) on arrays, no graph: what L_k needs for k in the thousands (`log_q`: log q(h|x)
+        where the caller has it already)."""
         s = [x, *hs]
         log_w = log_bernoulli_sum(self.prior.data, s[-1])
         for l, layer in enumerate(self.generative):
-            log_w += log_bernoulli_sum(affine(s[l + 1], layer.weight.data, layer.bias.data), s[l])
+            w, b = layer.weight.data, layer.bias.data
+            if l == 0 and x.ndim < s[1].ndim:      # x shared by the k samples: Σ_i x_i a_i = h·(W x) + b·x, so
+                xp = _xp(x)                        # only softplus(a) runs over all (k, B, n_x) logits
+                log_w += (s[1] * (x @ w.T)).sum(-1) + x @ b - numerics.softplus(xp, affine(s[1], w, b)).sum(-1)
+            else:
+                log_w += log_bernoulli_sum(affine(s[l + 1], w, b), s[l])
+        if log_q is not None:
+            return log_w - log_q
         for l, layer in enumerate(self.recognition):
             log_w -= log_bernoulli_sum(affine(s[l], layer.weight.data, layer.bias.data), s[l + 1])
         return log_w
