@@ -218,10 +218,10 @@ def set_auto_threads(kind, window=0.1):
 def retune():
     """Under `set_auto_threads`, at most every RETUNE_S seconds: the thread count for the load since the last
     look (others' CPU time only).  Cheap to call per batch; a no-op after a plain `set_threads`."""
-    if _auto["kind"] is None or _auto["reading"] is None:
-        return None
+    if _auto["kind"] is None or _auto["reading"] is None or time.monotonic() - _auto["reading"][2] < RETUNE_S:
+        return None                               # (the clock first: /proc/stat is read once per RETUNE_S)
     now = _cpu_reading()
-    if now is None or now[2] - _auto["reading"][2] < RETUNE_S:
+    if now is None:
         return None
     n = threads_for(_auto["kind"], other_load(_auto["reading"], now))
     _auto["reading"] = now

@@ -220,19 +220,30 @@ def test_other_load_leaves_out_this_process():
 
 
 def test_a_job_beside_us_takes_a_thread_back(restore_threads, monkeypatch):
-    cores = os.cpu_count()
-    readings = iter([(0.0, 0.0, 0.0), (0.0, 0.0, 0.1),             # set_auto_threads: a quiet machine
-                     (0.0, 0.0, 0.1),                              # its first reading for retune
-                     (1.0, 0.0, 1.0),                              # under RETUNE_S later: nothing changes
-                     (1.0 * cores, 0.0, 3.0),                      # others kept every core busy
-                     (1.0 * cores, 0.0, 6.0)])                     # and then went away
-    monkeypatch.setattr(td.backend, "_cpu_reading", lambda: next(readings))
-    monkeypatch.setattr(td.backend.time, "sleep", lambda s: None)
-    assert td.backend.set_auto_threads("eval") == cores
-    assert td.backend.retune() is None
+    """Readings (machine busy CPU s, our CPU s, time) on a fake clock: others' load since the last look decides."""
+    import types
+    cores, now = os.cpu_count(), {"t": 0.0, "busy": 0.0, "reads": 0}
+
+    def reading():
+        now["reads"] += 1
+        return now["busy"], 0.0, now["t"]
+
+    def sleep(s):
+        now["t"] += s
+    monkeypatch.setattr(td.backend, "_cpu_reading", reading)
+    monkeypatch.setattr(td.backend, "time", types.SimpleNamespace(monotonic=lambda: now["t"], sleep=sleep))
+    assert td.backend.set_auto_threads("eval") == cores                   # a quiet machine: every core
+    now["t"] += 1.0
+    reads = now["reads"]
+    assert td.backend.retune() is None and now["reads"] == reads          # under RETUNE_S: not even a look
+    now["t"] += 2.0
+    now["busy"] += 3.0 * cores                                            # others kept every core busy
     assert td.backend.retune() == 1 and td.backend.threads() == 1
+    now["t"] += 3.0                                                       # and then went away
     assert td.backend.retune() == cores and td.backend.threads() == cores
-    td.backend.set_threads(1)                                      # a count asked for stays
+    td.backend.set_threads(1)                                             # a count asked for stays
+    now["t"] += 3.0
+    now["busy"] += 0.0
     assert td.backend.retune() is None and td.backend.threads() == 1
 
 
