@@ -123,6 +123,18 @@ def test_train_resume_and_eval(tiny_corpus, tmp_path, capsys, mode, features):
     assert os.path.isfile(os.path.join(out, "top_words.json"))
 
 
+def test_data_takes_a_data_folder_as_the_other_commands_do(tiny_corpus, tmp_path, capsys):
+    """--data ROOT with ROOT/ud_english_ewt/*.conllu is the same corpus as --data ROOT/ud_english_ewt."""
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(tiny_corpus, root / "ud_english_ewt")
+    for data, out in ((root, "a"), (root / "ud_english_ewt", "b")):
+        assert cli.main(["train", "loglinear", "--data", str(data), "--features", "basic", "--mode", "em",
+                         "--states", "3", "--epochs", "1", "--quiet", "--out", str(tmp_path / out)]) == 0
+    a, b = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert a["last"]["loglik"] == b["last"]["loglik"]
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()

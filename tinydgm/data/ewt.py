@@ -44,8 +44,10 @@ def corpus_paths(data_dir):
 
 
 def load_corpus(data_dir):
-    """The Corpus of a folder's CoNLL-U files; DataError (or ConlluError) naming what is wrong."""
-    paths = corpus_paths(data_dir)
+    """The Corpus of a folder's CoNLL-U files, or of its ud_english_ewt/ (a data folder, as the other commands'
+    --data takes); DataError (or ConlluError) naming what is wrong."""
+    paths = corpus_paths(data_dir) or corpus_paths(os.path.join(data_dir, "ud_english_ewt"))
     if not paths:
-        raise DataError(f"{data_dir}: no .conllu or .conllu.gz files (expected UD English EWT)")
+        raise DataError(f"{data_dir}: no .conllu or .conllu.gz files, nor a ud_english_ewt/ folder holding them "
+                        f"(expected UD English EWT)")
     return Corpus(paths)

@@ -113,7 +113,8 @@ def add_train_arguments(p):
     p.add_argument("--init-scale", type=float,
                    help="s.d. of the random initial weights (default 0.1 em basic, else 0.01)")
     options.run_options(p, NAME, device=False, limit=False, eval_every=None,
-                        data_help="folder of .conllu(.gz) files (default: the shipped UD English EWT)",
+                        data_help="folder of .conllu(.gz) files, or a data folder holding ud_english_ewt/ "
+                                          "(default: the shipped UD English EWT)",
                         eval_every_help="score against gold tags every N epochs (default 10 em, 1 direct)")
 
 
