@@ -152,8 +152,9 @@ def one_run(name, seed, train_args, args):
     summary = read_json(os.path.join(run_dir, "summary.json"))
     with open(log, "a") as out:
         if summary is None:
-            command = tinydgm("train", "--resume", run_dir, "--threads", "1", "--quiet") \
-                if os.path.isfile(os.path.join(run_dir, "config.json")) else tinydgm(*train_args, "--out", run_dir)
+            config = read_json(os.path.join(run_dir, "config.json"))
+            command = tinydgm("train", config.get("model", train_args[1]), "--resume", run_dir, "--threads", "1",
+                              "--quiet") if config else tinydgm(*train_args, "--out", run_dir)
             out.write(f"$ {' '.join(command)}\n")
             out.flush()
             done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=environment())

@@ -146,3 +146,17 @@ def test_whole_split_evaluated_in_kept_shards_and_combined(tmp_path):
     assert combined["test_nll"] == pytest.approx((6000 * shards[0]["test_nll"] + 4000 * shards[1]["test_nll"]) / 10_000)
     results = json.load(open(out / "results.json"))
     assert results["runs"][0]["test_nll"] == combined["test_nll"] and results["runs"][0]["eval_n"] == 10_000
+
+
+def test_an_interrupted_run_is_resumed_with_its_model_word(tmp_path):
+    """A run folder without summary.json (a comparison cut off mid-run) is continued with
+    `tinydgm train MODEL --resume RUN`, the model read from its config.json."""
+    out = tmp_path / "c"
+    smoke = ["--model", "vae", "--cpu-minutes", "1", "--seeds", "0", "--estimators", "elbo", "--limit", "100",
+             "--epochs-cap", "1", "--train-only", "--out", str(out)]
+    assert compare.main(smoke) == 0
+    run = out / "elbo-s0"
+    (run / "summary.json").unlink()
+    assert compare.main(smoke) == 0
+    assert (run / "summary.json").is_file()
+    assert f"-m tinydgm train vae --resume {run} " in (out / "elbo-s0.log").read_text()
