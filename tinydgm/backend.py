@@ -151,32 +151,98 @@ def scatter_add(a, indices, values):
 # a wake-sleep step (batch 25); beside one busy process per core more threads were 1.4-18x slower
 # than one.  So a command asks for a kind of work:
 #   "narrow"  small matrices (wake-sleep at batch 25, the HMM): one thread, quiet or busy;
-#   "train", "eval"  wide enough to gain from threads: one per core that the rest of the machine
-#             leaves idle, measured from /proc/stat (all CPU time less this process's), at start
-#             and again at least every RETUNE_S seconds by `retune()` (so a job that starts beside
-#             us takes its core back within an epoch or a few evaluation chunks).
+#   "train", "eval"  wide enough to gain from threads: one per core (of those this process may use:
+#             its CPU affinity, capped by a cgroup CPU quota) that the rest of the machine leaves
+#             idle, measured from /proc/stat over those cores (all CPU time less this process's).
+# A count set in the environment at start-up (OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS)
+# is the user's choice, kept as a `--threads N` would be (`environment_threads`).
+# Float32 matrix products differ in their last bits between thread counts, so training fixes its count
+# once per run (and a resumed run reuses it); only an evaluation follows the load as it goes
+# (`set_auto_threads` + `retune()`, at least every RETUNE_S seconds), so that a job starting beside
+# it takes its core back within a few chunks.
 # Where the load cannot be read (no /proc/stat), "train" and "eval" take one thread.
 
 DEFAULT_THREADS = {"train": "idle cores", "eval": "idle cores", "narrow": 1}
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")   # BLAS's own first
 RETUNE_S = 2.0
 _threads = {"limiter": None, "environ": None}   # the first limit (it remembers the libraries' own counts)
-_auto = {"kind": None, "reading": None}          # while `set_threads("auto", kind)` is in force
+_auto = {"kind": None, "reading": None}          # while `set_auto_threads(kind)` is in force
 
 
-def _cpu_reading():
-    """(busy CPU seconds of the whole machine, this process's CPU seconds, monotonic time), or None."""
+def _cgroup_quota(root="/sys/fs/cgroup"):
+    """The cores a cgroup CPU quota allows (quota / period, rounded up), or None where there is none."""
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"),
+                                    ("cpu,cpuacct/cpu.cfs_quota_us", "cpu,cpuacct/cpu.cfs_period_us")):
+        try:
+            with open(os.path.join(root, quota_file)) as f:
+                fields = f.read().split()
+            if period_file:
+                with open(os.path.join(root, period_file)) as f:
+                    fields += f.read().split()
+            quota, period = fields[0], fields[1]
+            if quota in ("max", "-1"):
+                return None
+            return max(1, -(-int(quota) // int(period)))
+        except (OSError, ValueError, IndexError, ZeroDivisionError):
+            continue
+    return None
+
+
+def _affinity():
+    """The CPUs this process may run on (their numbers), or None where the system does not say."""
     try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        jiffies = [int(v) for v in fields[1:9]]
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def available_cores():
+    """How many cores this process can use: its CPU affinity, capped by a cgroup CPU quota (a container)."""
+    cpus = _affinity()
+    n = len(cpus) if cpus else (os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return min(n, quota) if quota else n
+
+
+def environment_threads(environ=None):
+    """The BLAS thread count the environment asked for at start-up (the first of THREAD_VARIABLES set), or
+    None; a value that is not a count is a BackendError naming the variable."""
+    environ = _threads["environ"] if environ is None and _threads["environ"] is not None else environ
+    environ = os.environ if environ is None else environ
+    for var in THREAD_VARIABLES:
+        value = environ.get(var)
+        if value is None or not value.strip():
+            continue
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise BackendError(f"{var}={value!r}: expected a whole number of threads >= 1 (or unset it)")
+        return n
+    return None
+
+
+def _cpu_reading(stat="/proc/stat"):
+    """(busy CPU seconds of the cores this process may use, this process's CPU seconds, monotonic time),
+    or None."""
+    cpus = _affinity()
+    try:
+        with open(stat) as f:
+            lines = [line.split() for line in f if line.startswith("cpu")]
         tick = os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, AttributeError):
         return None
-    if fields[:1] != ["cpu"] or len(jiffies) < 5:
+    mine = [f for f in lines if cpus and f[0][3:].isdigit() and int(f[0][3:]) in cpus]
+    rows = mine or [f for f in lines if f[0] == "cpu"]        # no per-core lines: the machine's total
+    try:
+        jiffies = [[int(v) for v in f[1:9]] for f in rows]
+    except ValueError:
+        return None
+    if not jiffies or any(len(j) < 5 for j in jiffies):
         return None
     own = os.times()
-    return (sum(jiffies) - jiffies[3] - jiffies[4]) / tick, own.user + own.system, time.monotonic()
+    return sum(sum(j) - j[3] - j[4] for j in jiffies) / tick, own.user + own.system, time.monotonic()
 
 
 def other_load(before, after):
@@ -192,7 +258,7 @@ def threads_for(kind, others, cores=None):
         raise ValueError(f"kind must be one of {sorted(DEFAULT_THREADS)}, not {kind!r}")
     if DEFAULT_THREADS[kind] == 1 or others is None:
         return 1
-    cores = cores or os.cpu_count() or 1
+    cores = cores or available_cores()
     return max(1, min(cores, int(cores - others + 0.5)))
 
 
@@ -209,7 +275,8 @@ def default_threads(kind, window=0.1):
 
 
 def set_auto_threads(kind, window=0.1):
-    """`set_threads(default_threads(kind))`, kept up to date by `retune()`; returns the count in force."""
+    """`set_threads(default_threads(kind))`, kept up to date by `retune()` (for evaluation: training fixes
+    its count, `set_threads(default_threads(kind))`); returns the count in force."""
     n = set_threads(default_threads(kind, window))
     _auto.update(kind=kind, reading=_cpu_reading())
     return n
@@ -259,6 +326,11 @@ def restore_threads():
         _threads.update(limiter=None, environ=None)
     _auto.update(kind=None, reading=None)
     return threads()
+
+
+def threads_limited():
+    """Whether `set_threads` is in force (not yet undone by `restore_threads`)."""
+    return _threads["limiter"] is not None
 
 
 def threads():

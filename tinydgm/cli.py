@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from tinydgm import backend
 from tinydgm.errors import RunError, UserError
 from tinydgm.experiments import options, pos_hmm, vae, wake_sleep
 
@@ -59,6 +60,7 @@ def parser(run_module=None):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    limited = backend.threads_limited()
     try:
         words = [a for a in argv if not a.startswith("-")]
         asks_help = "-h" in argv or "--help" in argv
@@ -73,13 +75,16 @@ def main(argv=None):
                 raise UserError(f"{first.run_dir}: this model has no `{first.command}` command")
             args = parser(mod).parse_args(argv)
             options.check_run_command(args)
-            options.use_threads(args, "eval")
+            options.use_threads(args, getattr(mod, "EVAL_THREADS", "eval"), follow=True)
             return getattr(mod, run)(args) or 0
         args = parser().parse_args(argv)
         kind = ALIASES.get(args.model, args.model)
         args.given = options.given(argv, getattr(MODELS[kind], "OPTION_ALIASES", None))
-        options.use_threads(args, getattr(MODELS[kind], "TRAIN_THREADS", "train"))
+        options.use_train_threads(args, getattr(MODELS[kind], "TRAIN_THREADS", "train"))
         return MODELS[kind].train(args) or 0
     except UserError as e:
         print(f"tinydgm: error: {e}", file=sys.stderr)
         return e.exit_code
+    finally:
+        if not limited:                # called in a longer process (a test, a notebook): leave BLAS as it was
+            backend.restore_threads()

@@ -8,8 +8,9 @@ Three workloads on random binary data (784-200-200-50, as in the commands):
   vae-eval    VAE.iwae_bound with k = 1000 on 10 images under no_grad (what `tinydgm eval` does)
 Each round measures every workload at every fixed thread count (switched at run time with
 tinydgm.backend.set_threads, the order reversed every other round) and then at tinydgm's default
-(backend.set_auto_threads with the kind of work the command asks for, retuned every step, as the
-commands do; its 0.1 s look at the machine is not in ms/step), first on the machine as it is
+(backend.default_threads with the kind of work the command asks for, chosen once for a training
+step as `tinydgm train` does, and retuned every step for the evaluation as `tinydgm eval` does; the
+0.1 s look at the machine is not in ms/step), first on the machine as it is
 ("quiet"), then beside one CPU-burning process per core ("busy": a tight Python loop, started for
 the round and stopped after it, never alive past --limit seconds).  A measurement runs steps for
 --seconds after one untimed step.  Ratios are taken within a round against the fixed count with the
@@ -33,7 +34,7 @@ from tinydgm.models.vae import VAE
 from tinydgm.models.wake_sleep import HelmholtzMachine, wake_sleep_step
 
 KINDS = {"vae-train": "train", "ws-train": "narrow", "vae-eval": "eval"}   # the kind each command asks for
-AUTO = "auto"                    # tinydgm's default: backend.set_auto_threads(kind), retuned every step
+AUTO = "auto"                    # tinydgm's default: chosen for the kind of work (retuned while evaluating)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,10 +146,12 @@ class OtherJobs:
 
 def ms_per_step(step, n, seconds, kind):
     """Milliseconds per step at `n` threads, or (n = AUTO) at the count tinydgm's commands choose, as they do:
-    measured on the machine at the start (counted in the time) and retuned as it goes."""
+    measured on the machine at the start, and for an evaluation retuned as it goes."""
     t0 = time.perf_counter()
-    if n == AUTO:
+    if n == AUTO and kind == "eval":
         backend.set_auto_threads(kind)
+    elif n == AUTO:
+        backend.set_threads(backend.default_threads(kind))
     else:
         backend.set_threads(n)
     step()                                      # untimed: the thread pool settles after the switch

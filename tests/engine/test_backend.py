@@ -260,7 +260,59 @@ def test_the_load_is_read_where_the_system_tells_it():
 def test_default_threads():
     for kind in ("train", "eval", "narrow"):
         n = td.backend.default_threads(kind)
-        assert isinstance(n, int) and 1 <= n <= os.cpu_count()
+        assert isinstance(n, int) and 1 <= n <= td.backend.available_cores()
     assert td.backend.default_threads("narrow") == 1
     with pytest.raises(ValueError, match="'eval', 'narrow', 'train'.*'sample'"):
         td.backend.default_threads("sample")
+
+
+def test_cores_are_those_this_process_may_use(monkeypatch, tmp_path):
+    """Its CPU affinity, capped by a cgroup quota (v2 cpu.max, v1 cfs quota/period); no quota: the affinity."""
+    monkeypatch.setattr(td.backend, "_affinity", lambda: [0, 3, 5, 6])
+    monkeypatch.setattr(td.backend, "_cgroup_quota", lambda: None)
+    assert td.backend.available_cores() == 4
+    monkeypatch.setattr(td.backend, "_cgroup_quota", lambda: 2)
+    assert td.backend.available_cores() == 2
+    assert td.backend.threads_for("eval", 0.0) == 2
+    monkeypatch.undo()
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert td.backend._cgroup_quota(str(tmp_path)) == 2                 # 1.5 cores: a second thread has work
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert td.backend._cgroup_quota(str(tmp_path)) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert td.backend._cgroup_quota(str(tmp_path)) == 3
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert td.backend._cgroup_quota(str(tmp_path)) is None
+    assert td.backend._cgroup_quota(str(tmp_path / "nowhere")) is None
+
+
+def test_the_load_is_read_on_our_own_cores(monkeypatch, tmp_path):
+    """Busy time (all but idle and iowait) summed over the cores in our affinity only: a busy core we may
+    not run on is no reason to take fewer threads."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  900 0 100 1000 0 0 0 0 0 0\n"
+                    "cpu0 800 0 100 100 0 0 0 0 0 0\n"          # busy, but not ours
+                    "cpu1 100 0 0 900 0 0 0 0 0 0\n"
+                    "intr 1 2 3\n")
+    tick = os.sysconf("SC_CLK_TCK")
+    monkeypatch.setattr(td.backend, "_affinity", lambda: [1])
+    assert td.backend._cpu_reading(str(stat))[0] == pytest.approx(100 / tick)
+    monkeypatch.setattr(td.backend, "_affinity", lambda: [0, 1])
+    assert td.backend._cpu_reading(str(stat))[0] == pytest.approx(1000 / tick)
+    monkeypatch.setattr(td.backend, "_affinity", lambda: None)          # the system does not say: the total
+    assert td.backend._cpu_reading(str(stat))[0] == pytest.approx(1000 / tick)
+    stat.write_text("cpu  x y\n")
+    assert td.backend._cpu_reading(str(stat)) is None
+
+
+def test_environment_threads():
+    e = td.backend.environment_threads
+    assert e({}) is None and e({"OMP_NUM_THREADS": " "}) is None
+    assert e({"OMP_NUM_THREADS": "3"}) == 3
+    assert e({"OMP_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "1"}) == 1      # BLAS's own variable first
+    for bad in ("0", "-2", "two", "1.5"):
+        with pytest.raises(td.backend.BackendError, match=f"MKL_NUM_THREADS='{bad}': expected a whole number"):
+            e({"MKL_NUM_THREADS": bad})

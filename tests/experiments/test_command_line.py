@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tinydgm import plots
+from tinydgm import cli, plots
 from tinydgm.cli import main, parser
 from tinydgm.errors import RunError
 from tinydgm.experiments import evaluation, runs, vae
@@ -248,33 +248,76 @@ def test_leftovers_of_an_interrupted_write_go_when_the_run_is_next_opened(tmp_pa
 
 # ---------------------------------------------------------------- threads chosen for the user
 
-def test_every_command_limits_blas_threads(tiny_run, capsys):
+@pytest.fixture
+def in_force(monkeypatch):
+    """The BLAS thread count (and whether it follows the load) while a command's work runs; the
+    environment's thread variables unset, as on a machine where nobody set them."""
     from tinydgm import backend
-    try:
-        backend.restore_threads()
-        assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "2"]) == 0
-        assert backend.threads() == 2
-        assert backend._auto["kind"] is None                  # a count asked for is kept, not retuned
-        assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
-        assert backend._auto["kind"] == "eval"                # chosen for the machine, and followed
-        assert 1 <= backend.threads() <= os.cpu_count()
-        assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "0"]) == 2
-        assert one_line_error(capsys).startswith("tinydgm: error: --threads")
-    finally:
-        backend.restore_threads()
+    from tinydgm.experiments import vae
+    for var in backend.THREAD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    seen = []
+    for name in ("evaluate", "train"):
+        def spy(args, _original=getattr(vae, name)):
+            seen.append((backend.threads(), backend._auto["kind"]))
+            return _original(args)
+        monkeypatch.setattr(vae, name, spy)
+    return seen
+
+
+def test_every_command_limits_blas_threads(tiny_run, capsys, in_force, monkeypatch):
+    from tinydgm import backend
+    before = backend.threads()
+    monkeypatch.setattr(backend, "default_threads", lambda kind, window=0.1: 2)      # a quiet 2-core machine
+    assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "1"]) == 0
+    assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
+    assert in_force == [(1, None),                    # a count asked for is kept, not retuned
+                        (2, "eval")]                  # chosen for the machine, and followed as the load changes
+    assert backend.threads() == before and not backend.threads_limited()      # and undone when the command ends
+    assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "0"]) == 2
+    assert one_line_error(capsys).startswith("tinydgm: error: --threads")
+
+
+def test_a_count_set_in_the_environment_is_the_users_choice(tiny_run, capsys, in_force, monkeypatch):
+    from tinydgm import backend
+    monkeypatch.setattr(backend, "default_threads", lambda kind, window=0.1: 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")        # BLAS's own variable first
+    assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
+    assert in_force == [(1, None)]
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["OMP_NUM_THREADS"] == "2"   # left as found
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "four")
+    assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 2
+    assert one_line_error(capsys) == ("tinydgm: error: OPENBLAS_NUM_THREADS='four': expected a whole number of "
+                                      "threads >= 1 (or unset it)")
+
+
+def test_training_fixes_its_count_and_records_it(tmp_path, in_force, monkeypatch, capsys):
+    """The machine's choice is made once (no retune during training) and kept in config.json; with
+    --cpu-minutes a second thread would spend the CPU budget twice as fast: one thread."""
+    from tinydgm import backend
+    asked = []
+    monkeypatch.setattr(backend, "default_threads", lambda kind, window=0.1: asked.append(kind) or (1 if kind == "narrow" else 2))
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
+    assert main(["train", "vae", *TINY, "--minutes", "1", "--cpu-minutes", "--epochs", "1",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert asked == ["train", "narrow"] and in_force == [(2, None), (1, None)]
+    assert [runs.Run.open(str(tmp_path / r)).config["threads"] for r in "ab"] == [2, 1]
 
 
 def test_each_train_command_asks_for_its_kind_of_work(monkeypatch):
-    from tinydgm import backend, cli
+    from tinydgm import backend
     asked = []
 
-    def record(args, kind):
-        asked.append(kind)
+    def record(args, kind, recorded=None, follow=False):
+        asked.append((kind, follow))
         raise cli.UserError("stop here")                      # before any run folder or data is touched
     monkeypatch.setattr(cli.options, "use_threads", record)
     for model in ("vae", "wake-sleep", "loglinear"):
         assert main(["train", model, "--quiet"]) == 2
-    assert asked == ["train", "narrow", "narrow"]              # small-batch steps lose with a second thread
+    assert main(["train", "vae", "--minutes", "5", "--cpu-minutes", "--quiet"]) == 2
+    assert asked == [("train", False), ("narrow", False), ("narrow", False),   # small-batch steps lose with a second thread
+                     ("narrow", False)]                                       # a CPU-time budget: one thread
     assert backend.DEFAULT_THREADS["narrow"] == 1
 
 

@@ -337,3 +337,34 @@ def test_bad_gradient_variance_option(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == ("tinydgm: error: --grad-variance-every: expected an integer >= 0 "
                                                "(0: never), got -1")
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_keeps_the_thread_count_the_run_was_trained_with(tmp_path, monkeypatch, capsys):
+    """Float32 products differ in their last bits between 1 and 2 BLAS threads (at hidden 64, 784 inputs),
+    so a run records its count and a resumed run reuses it, whatever the machine's load says now:
+    interrupted and resumed beside a busy core = uninterrupted on a quiet machine, bit for bit."""
+    from tinydgm import backend
+    for var in backend.THREAD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    tiny = [*TINY, "--hidden", "64"]
+    machine = {"threads": 2}
+    monkeypatch.setattr(backend, "default_threads", lambda kind, window=0.1: machine["threads"])
+    assert main(["train", "vae", *tiny, "--out", str(tmp_path / "full")]) == 0
+    original = vae.VAETrainer.train_epoch
+    monkeypatch.setattr(vae.VAETrainer, "train_epoch", lambda self, e, p: _interrupt_at(original, self, e, p, 1))
+    assert main(["train", "vae", *tiny, "--out", str(tmp_path / "part")]) == 130
+    monkeypatch.setattr(vae.VAETrainer, "train_epoch", original)
+    machine["threads"] = 1                               # the other core is busy now
+    assert main(["train", "vae", "--resume", str(tmp_path / "part"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert runs.Run.open(str(tmp_path / "part")).config["threads"] == 2
+    a, b = trained(tmp_path / "full"), trained(tmp_path / "part")
+    assert a[2] == b[2]
+    for name in a[0]["params"]:
+        np.testing.assert_array_equal(a[0]["params"][name], b[0]["params"][name])
+    # --threads on resume is a change like any other: recorded in the history, then kept
+    assert main(["train", "vae", "--resume", str(tmp_path / "part"), "--epochs", "4", "--threads", "1",
+                 "--quiet"]) == 0
+    config = runs.Run.open(str(tmp_path / "part")).config
+    assert config["threads"] == 1 and config["history"][-1] == {
+        "epoch": 3, "changes": {"epochs": [3, 4], "threads": [2, 1]}}

@@ -4,6 +4,7 @@ A command adds the groups that make sense for it (`run_options`, `budget_options
 options; `config(args, model)` turns the parsed arguments into a run's config, checked, with one
 `UserError` line naming the option for anything out of range.
 """
+import json
 import os
 import time
 
@@ -13,10 +14,11 @@ from tinydgm.errors import BackendError, UserError
 from tinydgm.experiments import runs
 from tinydgm.optim import HOLD, SCHEDULES
 
-NOT_CONFIG = ("command", "_kind", "resume", "quiet", "given", "threads")   # how to run, not what the run is
+NOT_CONFIG = ("command", "_kind", "resume", "quiet", "given")   # how to run, not what the run is
 # what `--resume RUN` may change: how long and how to optimise, not what the model is (sizes, features, data)
 RESUMABLE = ("epochs", "minutes", "cpu_minutes", "lr", "schedule", "eval_every", "device", "batch_size",
-             "adam_eps", "valid_k", "iterations", "mstep_iterations", "lbfgs_round", "grad_variance_every")
+             "adam_eps", "valid_k", "iterations", "mstep_iterations", "lbfgs_round", "grad_variance_every",
+             "threads")
 BUDGET = ("epochs", "minutes", "cpu_minutes")               # one setting: given one, the others follow it
 
 
@@ -91,15 +93,27 @@ def budget_options(p, epochs_help, lr=1e-3, schedules=SCHEDULES, schedule=None, 
 
 
 THREADS_HELP = {
-    "train": "BLAS threads (default: one per core that other jobs leave idle, looked at again as the run "
-             "goes, or 1 where the model's small matrices gain nothing from more; see scripts/bench.py threads)",
-    "eval": "BLAS threads (default: one per core that other jobs leave idle, looked at again as it goes; "
-            "see scripts/bench.py threads)"}
+    "train": "BLAS threads (default: $OPENBLAS_NUM_THREADS, $MKL_NUM_THREADS or $OMP_NUM_THREADS where set; "
+             "else one per core that other jobs leave idle when the run starts, or 1 with --cpu-minutes or where "
+             "the model's small matrices gain nothing from more; kept for the whole run and reused on --resume, "
+             "since float32 sums differ in their last bits between counts; see scripts/bench.py threads)",
+    "eval": "BLAS threads (default: $OPENBLAS_NUM_THREADS, $MKL_NUM_THREADS or $OMP_NUM_THREADS where set; "
+            "else one per core that other jobs leave idle, looked at again as it goes; see scripts/bench.py threads)"}
 
 
 def threads_option(p, kind):
-    """--threads N: BLAS threads for this command (default chosen for the machine: backend.set_auto_threads)."""
+    """--threads N: BLAS threads for this command (default: `use_threads`)."""
     p.add_argument("--threads", type=int, help=THREADS_HELP[kind])
+
+
+def recorded_threads(run_dir):
+    """The BLAS thread count a run recorded in its config.json, or None (no such run, or an older one)."""
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            n = json.load(f).get("threads")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
 
 
 def check_run_command(args):
@@ -108,13 +122,40 @@ def check_run_command(args):
         raise UserError(f"--n: expected how many samples, an integer >= 1, got {args.n}")
 
 
-def use_threads(args, kind):
-    """Limit BLAS to --threads for the rest of the process, or choose for work of `kind` ("train", "eval",
-    "narrow": backend.DEFAULT_THREADS) on the machine as it is, and keep choosing (backend.retune)."""
+def use_threads(args, kind, recorded=None, follow=False):
+    """Set the BLAS thread count for the rest of the process; returns (count in force, where it came from):
+    "option" (--threads N), "environment" (a count set at start-up: backend.environment_threads), "run"
+    (`recorded`, the count a resumed run was trained with), else "machine": chosen for work of `kind`
+    ("train", "eval", "narrow": backend.DEFAULT_THREADS) on the machine as it is now, and with `follow`
+    (evaluation) chosen again as the load changes (backend.retune)."""
     n = getattr(args, "threads", None)
     if n is not None and n < 1:
         raise UserError(f"--threads: expected an integer >= 1, got {n}")
-    return backend.set_threads(n) if n else backend.set_auto_threads(kind)
+    if n:
+        return backend.set_threads(n), "option"
+    try:
+        n = backend.environment_threads()
+    except BackendError as e:
+        raise UserError(str(e)) from None
+    if n:
+        return backend.set_threads(n), "environment"
+    if recorded:
+        return backend.set_threads(recorded), "run"
+    if follow:
+        return backend.set_auto_threads(kind), "machine"
+    return backend.set_threads(backend.default_threads(kind)), "machine"
+
+
+def use_train_threads(args, kind):
+    """`use_threads` for `tinydgm train`: one count for the whole run, recorded in its config as `threads`
+    (a change asked for on --resume goes into the config's history like any other).  With --cpu-minutes a
+    second thread would spend the CPU budget twice as fast, so the machine's choice is then one thread."""
+    recorded = recorded_threads(args.resume) if getattr(args, "resume", None) else None
+    n, source = use_threads(args, "narrow" if getattr(args, "cpu_minutes", False) else kind, recorded)
+    args.threads = n
+    if source in ("option", "environment"):
+        args.given = getattr(args, "given", set()) | {"threads"}
+    return n
 
 
 def config(args, model):

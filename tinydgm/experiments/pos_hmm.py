@@ -20,6 +20,7 @@ from tinydgm.models.loglinear.features import FEATURE_SETS, conjoin, word_featur
 
 OPTION_ALIASES = {"epochs": "iterations"}    # `--epochs N` is `--iterations N`: an EM iteration is an epoch
 TRAIN_THREADS = "narrow"     # tag-by-tag recursions over small arrays: one BLAS thread
+EVAL_THREADS = "narrow"
 NAME = "loglinear"           # the name runs record in config.json (`tinydgm train pos-hmm` is the same command)
 
 

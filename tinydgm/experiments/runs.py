@@ -26,9 +26,10 @@ To plug a model in, give `fit` an object with four methods (an EM iteration is a
 
 `fit` resumes from `last` if the run has one, and holds a lock on the folder meanwhile.  Ctrl-C,
 SIGTERM or a non-finite loss (return it, or raise `NonFinite` mid-epoch) stops cleanly, keeping
-the last good checkpoint.  With the same seed an
-epoch-budgeted run resumed any number of times gives the numbers of an uninterrupted one, as long
-as every random draw comes from generators saved in `state()`.  A `minutes` budget (wall
+the last good checkpoint.  With the same seed and the same BLAS thread count (the command line
+records the count in the run's config and reuses it on resume) an epoch-budgeted run resumed any
+number of times gives the numbers of an uninterrupted one, as long as every random draw comes from
+generators saved in `state()`.  A `minutes` budget (wall
 time, or this process's CPU time with clock="cpu") makes `progress` depend on the clock, so such
 runs are not bit-reproducible.
 """
@@ -43,7 +44,7 @@ import time
 
 from tqdm import tqdm
 
-from tinydgm import backend, checkpoint
+from tinydgm import checkpoint
 from tinydgm.errors import RunError
 
 
@@ -278,7 +279,6 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
 
     try:
         while not out_of_budget(loop["epoch"], loop.get(spent, 0.0), loop.get("epoch_s", 0.0)):
-            backend.retune()
             epoch, t0, c0 = loop["epoch"], time.perf_counter(), time.process_time()
             progress = max(epoch / epochs if epochs else 0.0,
                            loop.get(spent, 0.0) / budget if budget else 0.0)
@@ -325,7 +325,6 @@ def _reporter(bar, loop):
     state = {"t0": time.perf_counter(), "done": 0, "shown": 0.0}
 
     def report(done, total):
-        backend.retune()                           # under automatic threads: follow the machine's load
         now = time.perf_counter()
         if done < state["done"]:                   # a new epoch
             state.update(t0=now, done=0)
