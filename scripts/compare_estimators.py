@@ -163,9 +163,11 @@ def one_run(name, seed, train_args, args):
                 return {**record, "status": f"training failed (exit {done.returncode}; see {log})"}
         record.update(status=summary.get("status"), epochs=summary.get("epochs"), cpu_s=summary.get("cpu_s"),
                       time_s=summary.get("time_s"), best_epoch=summary.get("best_epoch"))
-        if not summary.get("epochs") or args.train_only:
+        if not summary.get("epochs"):
             return record
-        result = kept_evaluation(run_dir, args.eval_k, args.eval_limit)
+        result = kept_evaluation(run_dir, args.eval_k, args.eval_limit)      # (--train-only: the table keeps it)
+        if result is None and args.train_only:
+            return record
         if result is None:
             result = evaluate(run_dir, args, out, log)
             if isinstance(result, str):
@@ -337,7 +339,7 @@ def parse(argv):
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds, the same for every estimator (default 0,1)")
     p.add_argument("--eval-k", type=int, default=5000, help="importance samples of the test NLL (default 5000)")
     p.add_argument("--eval-limit", type=int, help="evaluate only the first N test images (default all 10,000)")
-    p.add_argument("--eval-shard", type=int, default=2000,
+    p.add_argument("--eval-shard", type=int,
                    help="evaluate all test images in shards of this many, each kept as it finishes (default 2000; "
                         "not with --eval-limit)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one per core (default 2)")
@@ -358,6 +360,9 @@ def parse(argv):
             p.error(f"{flag}: expected a number > 0, got {value}")
     if not args.seeds:
         p.error("--seeds: give at least one seed")
+    if args.eval_shard and args.eval_limit:
+        p.error("--eval-shard: the shards tile all 10,000 test images; with --eval-limit N there is one shard")
+    args.eval_shard = args.eval_shard or 2000
     args.out = args.out or os.path.join("runs", f"compare-{args.model}")
     return args
 

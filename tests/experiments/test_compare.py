@@ -104,6 +104,10 @@ def test_unknown_estimator_and_bad_options(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare.main(["--model", "vae", "--cpu-minutes", "0", "--out", str(tmp_path)])
     assert "--cpu-minutes: expected a number > 0, got 0.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare.main(["--model", "vae", "--cpu-minutes", "1", "--eval-limit", "20", "--eval-shard", "10",
+                      "--out", str(tmp_path)])
+    assert "--eval-shard: the shards tile all 10,000 test images; with --eval-limit N" in capsys.readouterr().err
 
 
 def test_estimators_the_command_lacks_are_skipped_with_a_message(monkeypatch, capsys, tmp_path):
@@ -146,6 +150,8 @@ def test_whole_split_evaluated_in_kept_shards_and_combined(tmp_path):
     assert combined["test_nll"] == pytest.approx((6000 * shards[0]["test_nll"] + 4000 * shards[1]["test_nll"]) / 10_000)
     results = json.load(open(out / "results.json"))
     assert results["runs"][0]["test_nll"] == combined["test_nll"] and results["runs"][0]["eval_n"] == 10_000
+    assert compare.main([*smoke, "--train-only"]) == 0                  # the table keeps the kept evaluation
+    assert json.load(open(out / "results.json"))["runs"][0]["test_nll"] == combined["test_nll"]
 
 
 def test_an_interrupted_run_is_resumed_with_its_model_word(tmp_path):

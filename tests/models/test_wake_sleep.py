@@ -207,7 +207,10 @@ def test_log_weights_on_arrays_equal_the_engine():
     x = binary(np.random.default_rng(0), (5, 20))
     hs = m.sample_q(x, np.random.default_rng(1), 7)
     engine = (m.log_joint(x, hs) - m.log_q(hs, x)).data
-    np.testing.assert_allclose(m.log_weights(x, hs), engine, rtol=1e-6)
+    np.testing.assert_allclose(m.log_weights(x, hs), engine, rtol=1e-6)       # x shared by the k samples: fast path
+    tiled = np.broadcast_to(x, (7, 5, 20)).copy()                              # one x per sample: the general path
+    np.testing.assert_allclose(m.log_weights(tiled, hs), m.log_weights(x, hs), rtol=1e-10)
+    np.testing.assert_allclose(m.log_weights(x, hs, m.log_q(hs, x).data), engine, rtol=1e-6)   # log q given
     big = np.array([[100.0, -100, 3, -3]])                      # the overflow guard
     for s in ([[1.0, 0, 1, 0]], [[0.0, 1, 0, 1]]):
         np.testing.assert_allclose(ws.log_bernoulli_sum(big, np.array(s)),

@@ -83,7 +83,9 @@ def combine(ev, args):
         try:
             with open(run.path(name)) as f:
                 r = json.load(f)
-            r["start"], r["n"], r[f"{split}_nll"]
+            r[f"{split}_nll"]
+            if not all(isinstance(r[key], int) and r[key] >= 0 for key in ("start", "n")):
+                raise TypeError("start and n must be image counts")
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise UserError(f"{run.path(name)}: not a shard written by tinydgm eval ({e}); move it away") from None
         if r.get("checkpoint", "best") == args.checkpoint:
@@ -91,27 +93,40 @@ def combine(ev, args):
     if not shards:
         raise UserError(f"{run.dir}: no shards {stem}[-fromS]-nN.json to combine; make them with "
                         f"tinydgm eval {run.dir} --k {k} --split {split} --start S --limit N (same --checkpoint, --seed)")
-    shards.sort(key=lambda t: t[:2])
     data = ev.load(split)
-    total, at = len(data), 0
-    for start, name, r in shards:
-        if start != at:
-            problem = "an overlap" if start < at else "a gap"
-            raise UserError(f"{run.dir}: the {split} shards do not tile the split: {problem} at image {at} "
-                            f"({name} starts at {start}); move the extra shard away or fill the gap")
-        at += r["n"]
-    if at != total:
-        raise UserError(f"{run.dir}: the {split} shards cover images 0-{at - 1} of {total}; evaluate the rest with "
-                        f"--start {at}")
-    keys = [f"{split}_nll"] + [key for key in shards[0][2] if key.startswith(f"{split}_") and key != f"{split}_nll"]
-    try:
-        mean = {key: sum(r[key] * r["n"] for _, _, r in shards) / total for key in keys}
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{run.dir}: the shards do not all hold {e}; evaluate them again with this version") from None
+    total = len(data)
+    chain, reach = _chain(shards, total)
+    if chain is None and not reach:
+        raise UserError(f"{run.dir}: no {split} shard starts at image 0; evaluate one with --limit N")
+    if chain is None:
+        raise UserError(f"{run.dir}: the {split} shards cover images 0-{reach - 1} of {total} one after another "
+                        f"(then a gap); evaluate the rest with --start {reach}")
+    unused = sorted(name for _, name, _ in shards if name not in {name for _, name, _ in chain})
+    keys = [f"{split}_nll"] + [key for key in chain[0][2] if key.startswith(f"{split}_") and key != f"{split}_nll"]
+    missing = sorted({key for key in keys for _, _, r in chain if key not in r})
+    if missing:
+        raise UserError(f"{run.dir}: the shards do not all hold {', '.join(missing)}; evaluate them again with "
+                        f"this version")
+    mean = {key: math.nan if any(r[key] is None for _, _, r in chain)            # a diverged shard: null
+            else sum(r[key] * r["n"] for _, _, r in chain) / total for key in keys}
+    shards = chain
     result = {"run": run.dir, "checkpoint": args.checkpoint, "split": split, "n": total, "k": k, "seed": args.seed, **mean,
               **ev.whole(backend.asarray(data), args.seed, False), "shards": len(shards),
-              "shard_seconds": round(sum(r.get("time_s", 0) for _, _, r in shards), 1)}
+              "shard_seconds": round(sum(r.get("time_s", 0) for _, _, r in shards), 1),
+              **({"unused_shards": unused} if unused else {})}
     _write(run, f"{stem}.json", result)
+
+
+def _chain(shards, total):
+    """The fewest shards [(start, name, record)] that tile images 0..total, each starting where the one before
+    ended (others, such as a stray shard of another size, are left out), as (chain, None); or (None, reach),
+    the furthest image a chain from 0 gets to."""
+    best = {0: []}                                # image -> the fewest-shard chain from 0 ending there
+    for start, name, r in sorted(shards, key=lambda t: t[:2]):
+        end = start + r["n"]                      # every shard ending at `start` began before it: best[start] is final
+        if start in best and r["n"] >= 1 and (end not in best or len(best[start]) + 1 < len(best[end])):
+            best[end] = best[start] + [(start, name, r)]
+    return (best[total], None) if best.get(total) else (None, max(best))
 
 
 def _write(run, name, result):
