@@ -162,7 +162,8 @@ def one_run(name, seed, train_args, args):
             if summary is None:
                 return {**record, "status": f"training failed (exit {done.returncode}; see {log})"}
         record.update(status=summary.get("status"), epochs=summary.get("epochs"), cpu_s=summary.get("cpu_s"),
-                      time_s=summary.get("time_s"), best_epoch=summary.get("best_epoch"))
+                      time_s=summary.get("time_s"), best_epoch=summary.get("best_epoch"),
+                      valid_best=summary.get(MODELS[args.model][1]))
         if not summary.get("epochs"):
             return record
         result = kept_evaluation(run_dir, args.eval_k, args.eval_limit)      # (--train-only: the table keeps it)
@@ -268,10 +269,12 @@ def write_markdown(path, args, records, means, command):
                      f"{number(m.get('test_elbo'))} | {number(m.get('epochs'), 1)} | {number(m.get('cpu_s'), 1)} | "
                      f"{number(m.get('active_units'), 1)} | {number(m.get('grad_var_last'))} |")
     lines += ["", "## Each run", "",
-              "| estimator | seed | test NLL | test ELBO | epochs | CPU s | status | run |", "|---|---|---|---|---|---|---|---|"]
+              f"| estimator | seed | test NLL | test ELBO | epochs | CPU s | best {MODELS[args.model][1]} | status | run |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['estimator']} | {r['seed']} | {number(r.get('test_nll'))} | {number(r.get('test_elbo'))} | "
-                     f"{number(r.get('epochs'))} | {number(r.get('cpu_s'), 1)} | {r.get('status')} | `{r['run']}` |")
+                     f"{number(r.get('epochs'))} | {number(r.get('cpu_s'), 1)} | {number(r.get('valid_best'))} | "
+                     f"{r.get('status')} | `{r['run']}` |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

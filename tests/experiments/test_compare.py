@@ -62,6 +62,8 @@ def test_table_and_figures(smoke):
     assert "python scripts/compare_estimators.py " + " ".join(SMOKE) in text
     for r in results["runs"]:
         assert f"| {r['estimator']} | 4 | {r['test_nll']:.2f} | {r['test_elbo']:.2f} | 2 |" in text
+        with open(os.path.join(r["run"], "summary.json")) as f:
+            assert r["valid_best"] == json.load(f)["valid_elbo"] and f"| {r['valid_best']:.2f} | done |" in text
     if plots.available():
         assert results["figures"] == [str(out / "curves.png"), str(out / "grad_variance.png")]
         assert all(os.path.getsize(f) > 0 for f in results["figures"])
