@@ -214,7 +214,7 @@ def environment_threads(environ=None):
         if value is None or not value.strip():
             continue
         try:
-            n = int(value)
+            n = int(value.split(",")[0])        # OpenMP's nested form "4,2": the outer level
         except ValueError:
             n = 0
         if n < 1:
@@ -252,14 +252,18 @@ def other_load(before, after):
     return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / (after[2] - before[2]))
 
 
-def threads_for(kind, others, cores=None):
-    """Threads for work of `kind` with `others` cores busy elsewhere (None: unknown): the policy above."""
+def threads_for(kind, others, cores=None, span=None):
+    """Threads for work of `kind` with `others` cores busy elsewhere (None: unknown): the policy above.
+    `span`: the cores the load was read over (our affinity; default `cores`), `cores`: how many we may use
+    (`available_cores()`: a quota may allow fewer than the span holds)."""
     if kind not in DEFAULT_THREADS:
         raise ValueError(f"kind must be one of {sorted(DEFAULT_THREADS)}, not {kind!r}")
     if DEFAULT_THREADS[kind] == 1 or others is None:
         return 1
-    cores = cores or available_cores()
-    return max(1, min(cores, int(cores - others + 0.5)))
+    if cores is None:
+        cores, span = available_cores(), span or len(_affinity() or ()) or None
+    span = span or cores
+    return max(1, min(cores, int(span - others + 0.5)))
 
 
 def default_threads(kind, window=0.1):
@@ -331,6 +335,21 @@ def restore_threads():
 def threads_limited():
     """Whether `set_threads` is in force (not yet undone by `restore_threads`)."""
     return _threads["limiter"] is not None
+
+
+def save_threads():
+    """What `put_back_threads` restores: the limit in force now (if any) and whether it follows the load."""
+    return (threads() if threads_limited() else None), dict(_auto)
+
+
+def put_back_threads(saved):
+    """The thread limit as `save_threads()` found it: none (restore_threads), or the count and its retuning."""
+    n, auto = saved
+    if n is None:
+        restore_threads()
+    else:
+        set_threads(n)
+        _auto.update(auto)
 
 
 def threads():

@@ -60,7 +60,7 @@ def parser(run_module=None):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    limited = backend.threads_limited()
+    saved = backend.save_threads()
     try:
         words = [a for a in argv if not a.startswith("-")]
         asks_help = "-h" in argv or "--help" in argv
@@ -85,6 +85,5 @@ def main(argv=None):
     except UserError as e:
         print(f"tinydgm: error: {e}", file=sys.stderr)
         return e.exit_code
-    finally:
-        if not limited:                # called in a longer process (a test, a notebook): leave BLAS as it was
-            backend.restore_threads()
+    finally:                           # called in a longer process (a test, a notebook): leave BLAS as it was
+        backend.put_back_threads(saved)

@@ -207,6 +207,8 @@ def test_threads_for_follows_the_cores_others_leave_idle():
         assert threads_for(kind, 5.0, cores=8) == 3
         assert threads_for(kind, None, cores=8) == 1         # load unknown: the safe count
     assert threads_for("narrow", 0.0, cores=8) == 1          # small matrices: one thread, quiet or busy
+    assert threads_for("eval", 5.0, cores=2, span=8) == 2      # a quota of 2 on 8 cores, 5 busy: 3 idle, 2 allowed
+    assert threads_for("eval", 6.6, cores=2, span=8) == 1
     with pytest.raises(ValueError, match="'eval', 'narrow', 'train'.*'sample'"):
         threads_for("sample", 0.0)
 
@@ -222,7 +224,7 @@ def test_other_load_leaves_out_this_process():
 def test_a_job_beside_us_takes_a_thread_back(restore_threads, monkeypatch):
     """Readings (machine busy CPU s, our CPU s, time) on a fake clock: others' load since the last look decides."""
     import types
-    cores, now = os.cpu_count(), {"t": 0.0, "busy": 0.0, "reads": 0}
+    cores, now = td.backend.available_cores(), {"t": 0.0, "busy": 0.0, "reads": 0}
 
     def reading():
         now["reads"] += 1
@@ -313,6 +315,7 @@ def test_environment_threads():
     assert e({}) is None and e({"OMP_NUM_THREADS": " "}) is None
     assert e({"OMP_NUM_THREADS": "3"}) == 3
     assert e({"OMP_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "1"}) == 1      # BLAS's own variable first
+    assert e({"OMP_NUM_THREADS": "4,2"}) == 4                                  # OpenMP's nested form: the outer level
     for bad in ("0", "-2", "two", "1.5"):
         with pytest.raises(td.backend.BackendError, match=f"MKL_NUM_THREADS='{bad}': expected a whole number"):
             e({"MKL_NUM_THREADS": bad})

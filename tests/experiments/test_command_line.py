@@ -274,6 +274,12 @@ def test_every_command_limits_blas_threads(tiny_run, capsys, in_force, monkeypat
     assert in_force == [(1, None),                    # a count asked for is kept, not retuned
                         (2, "eval")]                  # chosen for the machine, and followed as the load changes
     assert backend.threads() == before and not backend.threads_limited()      # and undone when the command ends
+    backend.set_threads(1)                           # a notebook that limited BLAS itself keeps its limit
+    try:
+        assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
+        assert in_force[-1] == (2, "eval") and backend.threads() == 1 and backend._auto["kind"] is None
+    finally:
+        backend.restore_threads()
     assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "0"]) == 2
     assert one_line_error(capsys).startswith("tinydgm: error: --threads")
 
@@ -303,6 +309,18 @@ def test_training_fixes_its_count_and_records_it(tmp_path, in_force, monkeypatch
                  "--out", str(tmp_path / "b")]) == 0
     assert asked == ["train", "narrow"] and in_force == [(2, None), (1, None)]
     assert [runs.Run.open(str(tmp_path / r)).config["threads"] for r in "ab"] == [2, 1]
+    # a run from before counts were recorded gets its count recorded on its first resume; a CPU-time budget
+    # read from its config, not from the command line
+    for r in "ab":
+        path = tmp_path / r / "config.json"
+        cfg = json.loads(path.read_text())
+        del cfg["threads"]
+        path.write_text(json.dumps(cfg))
+        assert main(["train", "vae", "--resume", str(tmp_path / r), "--epochs", "2", "--quiet"]) == 0
+    assert asked == ["train", "narrow", "train", "narrow"]
+    for r, n in zip("ab", (2, 1)):
+        config = runs.Run.open(str(tmp_path / r)).config
+        assert config["threads"] == n and config["history"][-1]["changes"]["threads"] == [None, n]
 
 
 def test_each_train_command_asks_for_its_kind_of_work(monkeypatch):

@@ -359,8 +359,11 @@ def test_resume_keeps_the_thread_count_the_run_was_trained_with(tmp_path, monkey
     assert main(["train", "vae", *tiny, "--out", str(tmp_path / "part")]) == 130
     monkeypatch.setattr(vae.VAETrainer, "train_epoch", original)
     machine["threads"] = 1                               # the other core is busy now
-    assert main(["train", "vae", "--resume", str(tmp_path / "part"), "--quiet"]) == 0
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")      # and the user asks for one thread
     capsys.readouterr()
+    assert main(["train", "vae", "--resume", str(tmp_path / "part"), "--quiet"]) == 0
+    assert "was trained with 2 BLAS thread(s) and keeps them, so that it resumes bit for bit (the environment " \
+           "asks for 1" in capsys.readouterr().err
     assert runs.Run.open(str(tmp_path / "part")).config["threads"] == 2
     a, b = trained(tmp_path / "full"), trained(tmp_path / "part")
     assert a[2] == b[2]

@@ -6,6 +6,7 @@ options; `config(args, model)` turns the parsed arguments into a run's config, c
 """
 import json
 import os
+import sys
 import time
 
 from tinydgm import backend
@@ -93,7 +94,8 @@ def budget_options(p, epochs_help, lr=1e-3, schedules=SCHEDULES, schedule=None, 
 
 
 THREADS_HELP = {
-    "train": "BLAS threads (default: $OPENBLAS_NUM_THREADS, $MKL_NUM_THREADS or $OMP_NUM_THREADS where set; "
+    "train": "BLAS threads (default: on --resume the run's own count; else $OPENBLAS_NUM_THREADS, "
+             "$MKL_NUM_THREADS or $OMP_NUM_THREADS where set; "
              "else one per core that other jobs leave idle when the run starts, or 1 with --cpu-minutes or where "
              "the model's small matrices gain nothing from more; kept for the whole run and reused on --resume, "
              "since float32 sums differ in their last bits between counts; see scripts/bench.py threads)",
@@ -106,13 +108,19 @@ def threads_option(p, kind):
     p.add_argument("--threads", type=int, help=THREADS_HELP[kind])
 
 
-def recorded_threads(run_dir):
-    """The BLAS thread count a run recorded in its config.json, or None (no such run, or an older one)."""
+def _run_config(run_dir):
+    """A run's config.json as a dict, or {} (no such run: Run.open says so later, in one line)."""
     try:
         with open(os.path.join(run_dir, "config.json")) as f:
-            n = json.load(f).get("threads")
-    except (OSError, ValueError, AttributeError):
-        return None
+            cfg = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def recorded_threads(run_dir):
+    """The BLAS thread count a run recorded in its config.json, or None (no such run, or an older one)."""
+    n = _run_config(run_dir).get("threads")
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
 
 
@@ -124,23 +132,23 @@ def check_run_command(args):
 
 def use_threads(args, kind, recorded=None, follow=False):
     """Set the BLAS thread count for the rest of the process; returns (count in force, where it came from):
-    "option" (--threads N), "environment" (a count set at start-up: backend.environment_threads), "run"
-    (`recorded`, the count a resumed run was trained with), else "machine": chosen for work of `kind`
-    ("train", "eval", "narrow": backend.DEFAULT_THREADS) on the machine as it is now, and with `follow`
-    (evaluation) chosen again as the load changes (backend.retune)."""
+    "option" (--threads N), "run" (`recorded`, the count a resumed run was trained with: its bits depend on
+    it), "environment" (a count set at start-up: backend.environment_threads), else "machine": chosen for
+    work of `kind` ("train", "eval", "narrow": backend.DEFAULT_THREADS) on the machine as it is now, and with
+    `follow` (evaluation) chosen again as the load changes (backend.retune)."""
     n = getattr(args, "threads", None)
     if n is not None and n < 1:
         raise UserError(f"--threads: expected an integer >= 1, got {n}")
     if n:
         return backend.set_threads(n), "option"
+    if recorded:
+        return backend.set_threads(recorded), "run"
     try:
         n = backend.environment_threads()
     except BackendError as e:
         raise UserError(str(e)) from None
     if n:
         return backend.set_threads(n), "environment"
-    if recorded:
-        return backend.set_threads(recorded), "run"
     if follow:
         return backend.set_auto_threads(kind), "machine"
     return backend.set_threads(backend.default_threads(kind)), "machine"
@@ -148,14 +156,36 @@ def use_threads(args, kind, recorded=None, follow=False):
 
 def use_train_threads(args, kind):
     """`use_threads` for `tinydgm train`: one count for the whole run, recorded in its config as `threads`
-    (a change asked for on --resume goes into the config's history like any other).  With --cpu-minutes a
-    second thread would spend the CPU budget twice as fast, so the machine's choice is then one thread."""
-    recorded = recorded_threads(args.resume) if getattr(args, "resume", None) else None
-    n, source = use_threads(args, "narrow" if getattr(args, "cpu_minutes", False) else kind, recorded)
+    (a change, by --threads on --resume, goes into the config's history like any other; a run from before
+    counts were recorded gets its count recorded on its first resume).  With --cpu-minutes a second thread
+    would spend the CPU budget twice as fast, so the machine's choice is then one thread."""
+    resumed = _run_config(args.resume) if getattr(args, "resume", None) else None
+    recorded = recorded_threads(args.resume) if resumed else None
+    cpu_budget = getattr(args, "cpu_minutes", False) or bool(resumed and resumed.get("cpu_minutes"))
+    n, source = use_threads(args, "narrow" if cpu_budget else kind, recorded)
     args.threads = n
-    if source in ("option", "environment"):
+    if source in ("option", "environment") or (resumed and recorded is None):
         args.given = getattr(args, "given", set()) | {"threads"}
+    if source == "run":
+        asked = _environment_count()
+        if asked and asked != n:
+            _note(f"{args.resume} was trained with {n} BLAS thread(s) and keeps them, so that it resumes bit for "
+                  f"bit (the environment asks for {asked}; give --threads N to change the run's count)")
+        if n > backend.available_cores():
+            _note(f"{args.resume} was trained with {n} BLAS threads, more than the {backend.available_cores()} "
+                  f"core(s) here: expect it to run slowly (--threads N changes the run's count)")
     return n
+
+
+def _environment_count():
+    try:
+        return backend.environment_threads()
+    except BackendError:
+        return None
+
+
+def _note(line):
+    print(f"tinydgm: note: {line}", file=sys.stderr, flush=True)
 
 
 def config(args, model):
