@@ -129,15 +129,27 @@ def read_json(path):
 TEST_IMAGES = 10_000                     # the binarized MNIST test split
 
 
+def best_epochs(run_dir):
+    """Epochs of training behind the run's best checkpoint (best.json), or None."""
+    loop = (read_json(os.path.join(run_dir, "best.json")) or {}).get("loop") or {}
+    return loop.get("epoch")
+
+
+def current(result, run_dir):
+    """Whether an evaluation result is of the run's best checkpoint as it is now (older results do not say)."""
+    return result.get("epochs_trained") in (None, best_epochs(run_dir))
+
+
 def kept_evaluation(run_dir, k, n):
-    """The last result in RUN/evals.jsonl of the test split from image 0 with this k and n images, else None."""
+    """The last result in RUN/evals.jsonl of the test split from image 0 with this k and n images, of the best
+    checkpoint as it is now, else None."""
     found, n = None, n or TEST_IMAGES
     try:
         with open(os.path.join(run_dir, "evals.jsonl")) as f:
             for line in f:
                 r = json.loads(line)
                 if (r.get("split"), r.get("k"), r.get("start", 0), r.get("checkpoint"), r.get("seed")) == \
-                        ("test", k, 0, "best", 0) and r.get("n") == n:
+                        ("test", k, 0, "best", 0) and r.get("n") == n and current(r, run_dir):
                     found = r
     except (OSError, ValueError):
         pass
@@ -151,15 +163,17 @@ def one_run(name, seed, train_args, args):
     record = {"estimator": name, "seed": seed, "run": run_dir}
     summary = read_json(os.path.join(run_dir, "summary.json"))
     with open(log, "a") as out:
-        if summary is None:
+        if summary is None or summary.get("status") == "interrupted":      # cut off: continue it
             config = read_json(os.path.join(run_dir, "config.json"))
+            budget = ["--minutes", str(args.cpu_minutes), "--cpu-minutes",          # this call's budget, as if new
+                      *(["--epochs", str(args.epochs_cap)] if args.epochs_cap else [])]
             command = tinydgm("train", config.get("model", train_args[1]), "--resume", run_dir, "--threads", "1",
-                              "--quiet") if config else tinydgm(*train_args, "--out", run_dir)
+                              "--quiet", *budget) if config else tinydgm(*train_args, "--out", run_dir)
             out.write(f"$ {' '.join(command)}\n")
             out.flush()
             done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=environment())
             summary = read_json(os.path.join(run_dir, "summary.json"))
-            if summary is None:
+            if summary is None or summary.get("status") == "interrupted":
                 return {**record, "status": f"training failed (exit {done.returncode}; see {log})"}
         record.update(status=summary.get("status"), epochs=summary.get("epochs"), cpu_s=summary.get("cpu_s"),
                       time_s=summary.get("time_s"), best_epoch=summary.get("best_epoch"),
@@ -191,7 +205,8 @@ def evaluate(run_dir, args, out, log):
     for start in range(0, n, size) if size < n else ():
         limit = min(size, n - start)
         name = f"eval-test-k{args.eval_k}" + f"-from{start}" * bool(start) + f"-n{limit}.json"
-        if read_json(os.path.join(run_dir, name)) is None:
+        kept = read_json(os.path.join(run_dir, name))
+        if kept is None or not current(kept, run_dir):                 # none, or of an earlier best checkpoint
             steps.append([*base, "--start", str(start), "--limit", str(limit)])
     if size < n:
         steps.append([*base, "--combine"])

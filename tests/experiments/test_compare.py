@@ -168,3 +168,22 @@ def test_an_interrupted_run_is_resumed_with_its_model_word(tmp_path):
     assert compare.main(smoke) == 0
     assert (run / "summary.json").is_file()
     assert f"-m tinydgm train vae --resume {run} " in (out / "elbo-s0.log").read_text()
+
+
+def test_a_run_stopped_by_a_signal_is_continued_and_its_old_shards_not_reused(tmp_path):
+    """A run whose summary says "interrupted" (the comparison was killed mid-run) is trained on, not
+    evaluated as it is; a shard evaluated before it went on is of an earlier best checkpoint: evaluated again."""
+    out = tmp_path / "c"
+    smoke = ["--model", "vae", "--cpu-minutes", "1", "--seeds", "0", "--estimators", "elbo", "--limit", "100",
+             "--eval-k", "2", "--eval-shard", "6000", "--out", str(out)]
+    assert compare.main([*smoke, "--epochs-cap", "1", "--train-only"]) == 0
+    run = out / "elbo-s0"
+    assert cli.main(["eval", str(run), "--k", "2", "--limit", "6000", "--quiet", "--threads", "1"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    assert compare.main([*smoke, "--epochs-cap", "2"]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    made = [json.loads(line) for line in open(run / "evals.jsonl")]
+    assert [(r["file"], r["epochs_trained"]) for r in made] == [
+        ("eval-test-k2-n6000.json", 1), ("eval-test-k2-n6000.json", 2), ("eval-test-k2-from6000-n4000.json", 2),
+        ("eval-test-k2.json", 2)]

@@ -188,3 +188,22 @@ def test_reweighted_goes_only_with_rws(tmp_path, capsys):
     assert main(["train", "wake-sleep", "--reweighted", "--estimator", "vimco", "--out", str(tmp_path / "r")]) == 2
     assert "--reweighted is --estimator rws" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_combine_leaves_out_shards_of_an_earlier_best_checkpoint(tmp_path, capsys):
+    """Training went on after a shard was evaluated: that shard is of another model, and --combine says so
+    rather than mixing it in."""
+    out = str(tmp_path / "run")
+    train = ["train", "wake-sleep", "--layers", "8,4", "--limit", "100", "--quiet"]
+    assert main([*train, "--epochs", "1", "--out", out]) == 0
+    assert main(["eval", out, "--k", "2", "--limit", "4000", "--quiet"]) == 0
+    assert main([*train[:2], "--resume", out, "--epochs", "2", "--quiet"]) == 0
+    assert main(["eval", out, "--k", "2", "--start", "4000", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", out, "--k", "2", "--combine"]) == 2
+    assert "no test shard starts at image 0" in capsys.readouterr().err
+    assert main(["eval", out, "--k", "2", "--limit", "4000", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", out, "--k", "2", "--combine"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["epochs_trained"] == 2 and whole["shards"] == 2

@@ -61,8 +61,8 @@ def evaluate(ev, args):
     nll = iw_nll(ev.model, x, args.k, rng=np.random.default_rng(args.seed), progress=not args.quiet,
                  **ev.nll_options(args.k))
     whole = ev.whole(x, args.seed, shard)
-    result = {"run": ev.run.dir, "checkpoint": args.checkpoint, "split": args.split, "start": args.start,
-              "n": len(x), "k": args.k, "seed": args.seed, f"{args.split}_nll": nll, **means, **whole,
+    result = {"run": ev.run.dir, "checkpoint": args.checkpoint, "epochs_trained": checkpoint_epochs(ev.run, args.checkpoint),
+              "split": args.split, "start": args.start, "n": len(x), "k": args.k, "seed": args.seed, f"{args.split}_nll": nll, **means, **whole,
               "time_s": round(time.perf_counter() - t0, 1)}
     part = f"-from{args.start}" * bool(args.start) + f"-n{len(x)}" * shard
     _write(ev.run, f"{_stem(args)}{part}.json", result)
@@ -90,8 +90,12 @@ def combine(ev, args):
             raise UserError(f"{run.path(name)}: not a shard written by tinydgm eval ({e}); move it away") from None
         if r.get("checkpoint", "best") == args.checkpoint:
             shards.append((r["start"], name, r))
+    epochs = checkpoint_epochs(run, args.checkpoint)       # shards of an earlier `best` (training went on): left out
+    stale = sorted(name for _, name, r in shards if r.get("epochs_trained") not in (None, epochs))
+    shards = [t for t in shards if t[1] not in stale]
     if not shards:
-        raise UserError(f"{run.dir}: no shards {stem}[-fromS]-nN.json to combine; make them with "
+        raise UserError(f"{run.dir}: no shards {stem}[-fromS]-nN.json to combine"
+                        + f" (of its {args.checkpoint} checkpoint after {epochs} epochs)" * bool(stale) + "; make them with "
                         f"tinydgm eval {run.dir} --k {k} --split {split} --start S --limit N (same --checkpoint, --seed)")
     data = ev.load(split)
     total = len(data)
@@ -101,7 +105,7 @@ def combine(ev, args):
     if chain is None:
         raise UserError(f"{run.dir}: the {split} shards cover images 0-{reach - 1} of {total} one after another "
                         f"(then a gap); evaluate the rest with --start {reach}")
-    unused = sorted(name for _, name, _ in shards if name not in {name for _, name, _ in chain})
+    unused = sorted(stale + [name for _, name, _ in shards if name not in {name for _, name, _ in chain}])
     keys = [f"{split}_nll"] + [key for key in chain[0][2] if key.startswith(f"{split}_") and key != f"{split}_nll"]
     missing = sorted({key for key in keys for _, _, r in chain if key not in r})
     if missing:
@@ -110,11 +114,21 @@ def combine(ev, args):
     mean = {key: math.nan if any(r[key] is None for _, _, r in chain)            # a diverged shard: null
             else sum(r[key] * r["n"] for _, _, r in chain) / total for key in keys}
     shards = chain
-    result = {"run": run.dir, "checkpoint": args.checkpoint, "split": split, "n": total, "k": k, "seed": args.seed, **mean,
+    result = {"run": run.dir, "checkpoint": args.checkpoint, "epochs_trained": epochs, "split": split, "n": total, "k": k, "seed": args.seed, **mean,
               **ev.whole(backend.asarray(data), args.seed, False), "shards": len(shards),
               "shard_seconds": round(sum(r.get("time_s", 0) for _, _, r in shards), 1),
               **({"unused_shards": unused} if unused else {})}
     _write(run, f"{stem}.json", result)
+
+
+def checkpoint_epochs(run, which):
+    """How many epochs of training are behind RUN's `which` checkpoint (from its .json), or None."""
+    try:
+        with open(run.path(which) + ".json") as f:
+            n = json.load(f)["loop"]["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return n if isinstance(n, int) else None
 
 
 def _chain(shards, total):
