@@ -135,21 +135,21 @@ def best_epochs(run_dir):
     return loop.get("epoch")
 
 
-def current(result, run_dir):
-    """Whether an evaluation result is of the run's best checkpoint as it is now (older results do not say)."""
-    return result.get("epochs_trained") in (None, best_epochs(run_dir))
+def current(result, epochs):
+    """Whether an evaluation result is of the best checkpoint after `epochs` (older results do not say)."""
+    return result.get("epochs_trained") in (None, epochs)
 
 
 def kept_evaluation(run_dir, k, n):
     """The last result in RUN/evals.jsonl of the test split from image 0 with this k and n images, of the best
     checkpoint as it is now, else None."""
-    found, n = None, n or TEST_IMAGES
+    found, n, epochs = None, n or TEST_IMAGES, best_epochs(run_dir)
     try:
         with open(os.path.join(run_dir, "evals.jsonl")) as f:
             for line in f:
                 r = json.loads(line)
                 if (r.get("split"), r.get("k"), r.get("start", 0), r.get("checkpoint"), r.get("seed")) == \
-                        ("test", k, 0, "best", 0) and r.get("n") == n and current(r, run_dir):
+                        ("test", k, 0, "best", 0) and r.get("n") == n and current(r, epochs):
                     found = r
     except (OSError, ValueError):
         pass
@@ -202,11 +202,12 @@ def evaluate(run_dir, args, out, log):
     size = n if args.eval_limit else min(args.eval_shard, n)           # --combine tiles the whole split
     base = ["eval", run_dir, "--k", str(args.eval_k), "--threads", "1", "--quiet"]
     steps = [] if size < n else [[*base, *(["--limit", str(args.eval_limit)] if args.eval_limit else [])]]
+    epochs = best_epochs(run_dir)
     for start in range(0, n, size) if size < n else ():
         limit = min(size, n - start)
         name = f"eval-test-k{args.eval_k}" + f"-from{start}" * bool(start) + f"-n{limit}.json"
         kept = read_json(os.path.join(run_dir, name))
-        if kept is None or not current(kept, run_dir):                 # none, or of an earlier best checkpoint
+        if kept is None or not current(kept, epochs):                 # none, or of an earlier best checkpoint
             steps.append([*base, "--start", str(start), "--limit", str(limit)])
     if size < n:
         steps.append([*base, "--combine"])

@@ -113,10 +113,9 @@ def combine(ev, args):
                         f"this version")
     mean = {key: math.nan if any(r[key] is None for _, _, r in chain)            # a diverged shard: null
             else sum(r[key] * r["n"] for _, _, r in chain) / total for key in keys}
-    shards = chain
     result = {"run": run.dir, "checkpoint": args.checkpoint, "epochs_trained": epochs, "split": split, "n": total, "k": k, "seed": args.seed, **mean,
-              **ev.whole(backend.asarray(data), args.seed, False), "shards": len(shards),
-              "shard_seconds": round(sum(r.get("time_s", 0) for _, _, r in shards), 1),
+              **ev.whole(backend.asarray(data), args.seed, False), "shards": len(chain),
+              "shard_seconds": round(sum(r.get("time_s", 0) for _, _, r in chain), 1),
               **({"unused_shards": unused} if unused else {})}
     _write(run, f"{stem}.json", result)
 

@@ -4,14 +4,13 @@ A command adds the groups that make sense for it (`run_options`, `budget_options
 options; `config(args, model)` turns the parsed arguments into a run's config, checked, with one
 `UserError` line naming the option for anything out of range.
 """
-import json
 import os
 import sys
 import time
 
 from tinydgm import backend
 from tinydgm.data import binarized_mnist
-from tinydgm.errors import BackendError, UserError
+from tinydgm.errors import BackendError, RunError, UserError
 from tinydgm.experiments import runs
 from tinydgm.optim import HOLD, SCHEDULES
 
@@ -108,20 +107,15 @@ def threads_option(p, kind):
     p.add_argument("--threads", type=int, help=THREADS_HELP[kind])
 
 
-def _run_config(run_dir):
-    """A run's config.json as a dict, or {} (no such run: Run.open says so later, in one line)."""
+def _resumed_config(args):
+    """The config of the run `--resume` names, or None (no --resume; or no such run, which
+    `resume_or_configure` reports later, in one line)."""
+    if not getattr(args, "resume", None):
+        return None
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            cfg = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
-
-
-def recorded_threads(run_dir):
-    """The BLAS thread count a run recorded in its config.json, or None (no such run, or an older one)."""
-    n = _run_config(run_dir).get("threads")
-    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
+        return runs.Run.open(args.resume).config
+    except RunError:
+        return None
 
 
 def check_run_command(args):
@@ -159,8 +153,10 @@ def use_train_threads(args, kind):
     (a change, by --threads on --resume, goes into the config's history like any other; a run from before
     counts were recorded gets its count recorded on its first resume).  With --cpu-minutes a second thread
     would spend the CPU budget twice as fast, so the machine's choice is then one thread."""
-    resumed = _run_config(args.resume) if getattr(args, "resume", None) else None
-    recorded = recorded_threads(args.resume) if resumed else None
+    resumed = _resumed_config(args)
+    recorded = resumed.get("threads") if resumed else None
+    if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 1:
+        recorded = None                                     # a run from before counts were recorded
     cpu_budget = getattr(args, "cpu_minutes", False) or bool(resumed and resumed.get("cpu_minutes"))
     n, source = use_threads(args, "narrow" if cpu_budget else kind, recorded)
     args.threads = n
@@ -171,8 +167,9 @@ def use_train_threads(args, kind):
         if asked and asked != n:
             _note(f"{args.resume} was trained with {n} BLAS thread(s) and keeps them, so that it resumes bit for "
                   f"bit (the environment asks for {asked}; give --threads N to change the run's count)")
-        if n > backend.available_cores():
-            _note(f"{args.resume} was trained with {n} BLAS threads, more than the {backend.available_cores()} "
+        cores = backend.available_cores()
+        if n > cores:
+            _note(f"{args.resume} was trained with {n} BLAS threads, more than the {cores} "
                   f"core(s) here: expect it to run slowly (--threads N changes the run's count)")
     return n
 
