@@ -19,7 +19,8 @@ run's grad_var_* against CPU seconds, log scale), the figures only where matplot
 A run that already finished (summary.json) is not trained again and a kept evaluation with the same
 K and images is reused, so an interrupted comparison continues where it stopped.
 `--limit N --epochs-cap E --eval-limit N` make a smoke run of the whole pipeline in seconds; `--train-only`
-trains without evaluating (the evaluations, about 40 CPU-minutes each at K = 5000, can come later).
+trains without evaluating (the evaluations, about 40 CPU-minutes each at K = 5000, can come later);
+`--report-only` writes the table and figures from what is there, training and evaluating nothing.
 """
 import argparse
 import concurrent.futures
@@ -162,6 +163,8 @@ def one_run(name, seed, train_args, args):
     log = os.path.join(args.out, f"{name}-s{seed}.log")
     record = {"estimator": name, "seed": seed, "run": run_dir}
     summary = read_json(os.path.join(run_dir, "summary.json"))
+    if args.report_only and (summary is None or summary.get("status") == "interrupted"):
+        return {**record, "status": "not trained" if summary is None else "interrupted (not continued)"}
     with open(log, "a") as out:
         if summary is None or summary.get("status") == "interrupted":      # cut off: continue it
             config = read_json(os.path.join(run_dir, "config.json"))
@@ -181,8 +184,8 @@ def one_run(name, seed, train_args, args):
         if not summary.get("epochs"):
             return record
         result = kept_evaluation(run_dir, args.eval_k, args.eval_limit)      # (--train-only: the table keeps it)
-        if result is None and args.train_only:
-            return record
+        if result is None and (args.train_only or args.report_only):
+            return {**record, "status": f"{record['status']}, not evaluated"}
         if result is None:
             result = evaluate(run_dir, args, out, log)
             if isinstance(result, str):
@@ -368,6 +371,9 @@ def parse(argv):
     p.add_argument("--epochs-cap", type=int, help="stop each run after this many epochs even within the budget")
     p.add_argument("--train-only", action="store_true", help="train (or continue) the runs, evaluate none of them "
                    "(a later call without it evaluates them; the table then fills in)")
+    p.add_argument("--report-only", action="store_true", help="train and evaluate nothing: write the table and "
+                   "figures from the runs and kept evaluations there are (a seed not run is named in the table "
+                   "and left out of the means)")
     args = p.parse_args(argv)
     try:
         args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -377,6 +383,8 @@ def parse(argv):
                         ("--eval-limit", args.eval_limit), ("--eval-shard", args.eval_shard), ("--limit", args.limit), ("--epochs-cap", args.epochs_cap)):
         if value is not None and not value > 0:
             p.error(f"{flag}: expected a number > 0, got {value}")
+    if args.train_only and args.report_only:
+        p.error("--report-only: trains nothing, so not with --train-only")
     if not args.seeds:
         p.error("--seeds: give at least one seed")
     if args.eval_shard and args.eval_limit:
@@ -411,6 +419,8 @@ def main(argv=None):
     write_markdown(os.path.join(args.out, "results.md"), args, records, means, command)
     print(json.dumps({"out": args.out, "results": os.path.join(args.out, "results.md"), "figures": result["figures"],
                       "mean": {m["estimator"]: m.get("test_nll") for m in means}}))
+    if args.report_only:
+        return 0 if any(r.get("test_nll") is not None for r in records) else 1
     if args.train_only:
         return 0 if all(r.get("epochs") for r in records) else 1
     return 0 if all(r.get("test_nll") is not None for r in records) else 1

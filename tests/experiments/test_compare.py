@@ -4,6 +4,7 @@ a second call that trains and evaluates nothing again; and its checks on what `t
 import importlib.util
 import json
 import os
+import shutil
 
 import pytest
 
@@ -187,3 +188,26 @@ def test_a_run_stopped_by_a_signal_is_continued_and_its_old_shards_not_reused(tm
     assert [(r["file"], r["epochs_trained"]) for r in made] == [
         ("eval-test-k2-n6000.json", 1), ("eval-test-k2-n6000.json", 2), ("eval-test-k2-from6000-n4000.json", 2),
         ("eval-test-k2.json", 2)]
+
+
+def test_report_only_trains_and_evaluates_nothing_and_names_the_seeds_not_run(smoke, tmp_path):
+    """--report-only writes the table from the runs there are: a seed never trained is named "not trained"
+    (no folder, no log made for it) and left out of the mean; a run without its evaluation has no NLL."""
+    source, results = smoke
+    out = tmp_path / "copy"
+    shutil.copytree(source, out)
+    (out / "score-function-baseline-s4" / "evals.jsonl").unlink()        # trained, evaluation not kept
+    before = sorted(os.listdir(out))
+    assert compare.main([*SMOKE[:5], "4,5", *SMOKE[6:], "--out", str(out), "--report-only"]) == 0
+    assert sorted(os.listdir(out)) == before
+    with open(out / "results.json") as f:
+        report = json.load(f)
+    status = {(r["estimator"], r["seed"]): (r["status"], r.get("test_nll")) for r in report["runs"]}
+    elbo = next(r for r in results["runs"] if r["estimator"] == "elbo")
+    assert status == {("elbo", 4): ("done", elbo["test_nll"]), ("elbo", 5): ("not trained", None),
+                      ("score-function-baseline", 4): ("done, not evaluated", None), ("score-function-baseline", 5): ("not trained", None)}
+    assert [(m["estimator"], m["seeds"], m.get("test_nll")) for m in report["mean"]] == [
+        ("elbo", 1, elbo["test_nll"]), ("score-function-baseline", 0, None)]
+    assert "| elbo | 5 | – | – | – | – | – | not trained |" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        compare.parse([*SMOKE, "--report-only", "--train-only"])
