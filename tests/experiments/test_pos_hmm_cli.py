@@ -11,36 +11,13 @@ from tinydgm import cli
 from tinydgm.models.loglinear.features import FEATURE_SETS, conjoin, word_features
 from tinydgm.checkpoint import load_state
 
-DOC = """# newdoc id = d1
-# sent_id = 1
-# text = I don't know.
-1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_
-2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
-2\tdo\tdo\tAUX\tVBP\t_\t4\taux\t_\t_
-3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_
-3.1\tknow\tknow\tVERB\tVB\t_\t_\t_\t3:conj\t_
-4\tknow\tknow\tVERB\tVB\t_\t0\troot\t_\t_
-5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
-
-# sent_id = 2
-1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_
-"""
-
-
-def write(path, text, gz=False):
-    opener = gzip.open if gz else open
-    with opener(path, "wt", encoding="utf-8") as f:
-        f.write(text)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ewt")
     from tinydgm.data.ewt import ewt_dir
     with gzip.open(os.path.join(ewt_dir(), "en_ewt-ud-dev.conllu.gz"), "rt", encoding="utf-8") as f:
         text = "\n\n".join(f.read().split("\n\n")[:60]) + "\n\n"
-    write(folder / "tiny.conllu", text)
+    (folder / "tiny.conllu").write_text(text, encoding="utf-8")
     return str(folder)
 
 
@@ -138,7 +115,7 @@ def test_data_takes_a_data_folder_as_the_other_commands_do(tiny_corpus, tmp_path
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
-    write(bad / "b.conllu", "1\tonly\tthree\n")
+    (bad / "b.conllu").write_text("1\tonly\tthree\n", encoding="utf-8")
     assert cli.main(["train", "loglinear", "--data", str(bad), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "b.conllu, line 1" in err and "Traceback" not in err
@@ -170,7 +147,7 @@ def test_eval_on_another_corpus_is_one_line_naming_the_checkpoint(tiny_corpus, t
                      "--mode", "em", "--epochs", "1", "--out", out, "--quiet"]) == 0
     other = tmp_path / "other"
     other.mkdir()
-    write(other / "o.conllu", "1\tZebra\tzebra\tNOUN\tNN\t_\t0\troot\t_\t_\n\n")
+    (other / "o.conllu").write_text("1\tZebra\tzebra\tNOUN\tNN\t_\t0\troot\t_\t_\n\n", encoding="utf-8")
     capsys.readouterr()
     assert cli.main(["eval", out, "--data", str(other)]) == 2
     err = capsys.readouterr().err.strip()
