@@ -15,48 +15,24 @@ for reweighted wake-sleep on the engine against by hand).  Absolute images/s are
 import argparse
 import json
 import statistics
-import time
-
-import numpy as np
 
 import tinydgm as td
 from tinydgm import backend
-from tinydgm.backend import device_rng
 from tinydgm.data.mnist import binarized_mnist
 from tinydgm.estimators import NVIL
 from tinydgm.models.wake_sleep import by_hand
 from tinydgm.models.wake_sleep import model as ws
 from tinydgm.models.wake_sleep import variational as var
 
-
-def stepper(step, layers, x_all, batch, seed, nvil=False, **kw):
-    model = ws.HelmholtzMachine([784, *layers], rng=np.random.default_rng(seed))
-    model.init_visible_bias(x_all)
-    opt_p = td.optim.Adam(model.generative_parameters(), lr=1e-3)
-    opt_q = td.optim.Adam(model.recognition_parameters(), lr=1e-3)
-    rng = device_rng(np.random.default_rng(seed))
-    if nvil:
-        baselines = NVIL([784, *layers[:-1]], rng=seed)
-        kw.update(nvil=baselines, opt_b=td.optim.Adam(baselines.parameters(), lr=1e-3))
-
-    def run(steps, start):
-        for s in range(start, start + steps):
-            i = (s * batch) % (len(x_all) - batch)
-            step(model, x_all[i:i + batch], opt_p, opt_q, rng, **kw)
-    return run
-
-
-def timed(run, steps, start):
-    t = time.perf_counter()
-    run(steps, start)
-    if backend.name() == "cupy":
-        backend.xp().cuda.Device().synchronize()
-    return time.perf_counter() - t
+from benchmarks.wake_sleep import stepper, timed      # the same nets, optimisers and batches as that bench
 
 
 def contenders(layers, x, batch, k):
     """(group, name, run): the first of each group is its reference."""
-    def make(step, **kw):
+    def make(step, nvil=False, **kw):
+        if nvil:
+            baselines = NVIL([784, *layers[:-1]], rng=0)
+            kw.update(nvil=baselines, opt_b=td.optim.Adam(baselines.parameters(), lr=1e-3))
         return stepper(step, layers, x, batch, 0, **kw)
     return [("K=1", "wake-sleep", make(ws.wake_sleep_step)),
             ("K=1", "reinforce", make(var.reinforce_step)),
