@@ -316,16 +316,17 @@ def figures(args, records, monitor):
             ("curves.png", f"validation bound ({monitor}, nats)", lambda m: m.get(monitor), False),
             ("grad_variance.png", "total variance of the recognition gradient",
              lambda m: m.get(variance_key(m)) if variance_key(m) else None, True)):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        bests, lowest = [], math.inf
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        bests, lowest, named = [], math.inf, set()
         for r in records:
             points = [(m["cpu_s"], pick(m)) for m in metrics(r["run"]) if pick(m) is not None and "cpu_s" in m]
             points = [(x, y) for x, y in points if isinstance(y, (int, float)) and math.isfinite(y) and (y > 0 or not log)]
             if not points:
                 continue
             xs, ys = zip(*points)
-            ax.plot(xs, ys, styles[seeds.index(r["seed"]) % len(styles)], marker=".", color=colours[r["estimator"]],
-                    label=f"{r['estimator']} (seed {r['seed']})")
+            ax.plot(xs, ys, styles[seeds.index(r["seed"]) % len(styles)], marker=".", markersize=3,
+                    color=colours[r["estimator"]], label="_" if r["estimator"] in named else r["estimator"])
+            named.add(r["estimator"])                # one legend entry per estimator (colour), one per seed (line)
             bests.append(max(ys))
             lowest = min(lowest, min(ys))
         if not bests:
@@ -342,7 +343,9 @@ def figures(args, records, monitor):
         ax.set_xlabel("CPU seconds of training")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{args.model}: {args.cpu_minutes} CPU-minutes per run")
-        ax.legend(fontsize=7, ncol=2)
+        for i, seed in enumerate(seeds if len(seeds) > 1 else []):
+            ax.plot([], [], styles[i % len(styles)], color="grey", label=f"seed {seed}")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))      # beside the plot, over no curve
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = os.path.join(args.out, file)
