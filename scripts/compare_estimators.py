@@ -163,10 +163,11 @@ def one_run(name, seed, train_args, args):
     log = os.path.join(args.out, f"{name}-s{seed}.log")
     record = {"estimator": name, "seed": seed, "run": run_dir}
     summary = read_json(os.path.join(run_dir, "summary.json"))
-    if args.report_only and (summary is None or summary.get("status") == "interrupted"):
+    unfinished = summary is None or summary.get("status") == "interrupted"     # never trained, or cut off
+    if unfinished and args.report_only:
         return {**record, "status": "not trained" if summary is None else "interrupted (not continued)"}
     with open(log, "a") as out:
-        if summary is None or summary.get("status") == "interrupted":      # cut off: continue it
+        if unfinished:                                                     # continue it
             config = read_json(os.path.join(run_dir, "config.json"))
             budget = ["--minutes", str(args.cpu_minutes), "--cpu-minutes",          # this call's budget, as if new
                       *(["--epochs", str(args.epochs_cap)] if args.epochs_cap else [])]
