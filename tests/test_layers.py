@@ -17,7 +17,7 @@ LAYERS = [
     ("probability", ["tinydgm.distributions", "tinydgm.estimators"]),
     ("public surface", ["tinydgm"]),                   # `import tinydgm as td`: what models and above use
     ("models", ["tinydgm.models"]),
-    ("data, metrics, output", ["tinydgm.data", "tinydgm.metrics", "tinydgm.checkpoint", "tinydgm.plots"]),
+    ("data, metrics, output", ["tinydgm.files", "tinydgm.data", "tinydgm.metrics", "tinydgm.checkpoint", "tinydgm.plots"]),
     ("experiments", ["tinydgm.experiments"]),
     ("face", ["tinydgm.cli", "tinydgm.__main__"]),
 ]

@@ -1,8 +1,8 @@
 """Safe checkpoints: arrays in an .npz (read with allow_pickle=False) plus JSON metadata.
 
 `save("runs/x/last", arrays, meta)` writes `last.npz` and a readable copy of `meta` in `last.json`.
-Each file is written to a temporary file in the same folder and renamed over the old one
-(`os.replace` is atomic), so a crash leaves the previous checkpoint whole.  The metadata is also
+Each file is written whole by `tinydgm.files` (a temporary file in the same folder, renamed over the
+old one), so a crash leaves the previous checkpoint whole.  The metadata is also
 stored inside the .npz (as a string array), so the two files can never disagree on load.
 `save_state`/`load_state` store a nested state (dicts and lists of arrays and JSON values) that way.
 A process killed mid-write (kill -9) leaves a `.tmp-*` file behind; `remove_leftovers` clears them.
@@ -10,18 +10,18 @@ A process killed mid-write (kill -9) leaves a `.tmp-*` file behind; `remove_left
 """
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from tinydgm import files
 from tinydgm.errors import CheckpointError
 from tinydgm.nn import describe_mismatch
 
 __all__ = ["save", "load", "exists", "save_state", "load_state", "remove_leftovers", "describe_mismatch"]
 
 META_KEY = "__meta__"
-TMP_PREFIX = ".tmp-"            # the temporary files of `_atomic_write`, renamed once complete
+remove_leftovers = files.remove_leftovers
 
 
 def _stem(path):
@@ -32,21 +32,6 @@ def _stem(path):
 def _host(a):
     """A NumPy array from a NumPy or CuPy array."""
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
-
-
-def _atomic_write(path, write):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save(path, arrays, meta=None):
@@ -61,8 +46,9 @@ def save(path, arrays, meta=None):
             raise ValueError(f"checkpoint.save: array {name!r} holds Python objects; only numeric "
                              f"arrays can be saved without pickle")
     host[META_KEY] = np.array(text)
-    _atomic_write(stem + ".npz", lambda f: np.savez(f, **host))
-    _atomic_write(stem + ".json", lambda f: f.write(text.encode() + b"\n"))
+    with files.writing(stem + ".npz") as f:
+        np.savez(f, **host)
+    files.write_text(stem + ".json", text + "\n")
     return stem + ".npz"
 
 
@@ -83,23 +69,6 @@ def load(path):
 
 def exists(path):
     return os.path.isfile(_stem(path) + ".npz")
-
-
-def remove_leftovers(folder):
-    """Remove the `.tmp-*` files that writes killed midway left in `folder`; returns their paths.
-
-    Call it when no other process is writing checkpoints into `folder` (e.g. as a run starts or resumes).
-    """
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        return []
-    removed = []
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if name.startswith(TMP_PREFIX) and os.path.isfile(path) and not os.path.islink(path):
-            os.remove(path)
-            removed.append(path)
-    return removed
 
 
 # ---------------------------------------------------------------- a trainer's nested state

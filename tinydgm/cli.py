@@ -7,13 +7,15 @@ Each command is a module of `tinydgm.experiments` with `add_train_arguments(pars
 printed here, once, as one line with exit code 2.
 """
 import argparse
-import json
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 from tinydgm import backend
 from tinydgm.errors import RunError, UserError
-from tinydgm.experiments import options, pos_hmm, vae, wake_sleep
+from tinydgm.experiments import options, pos_hmm, runs, vae, wake_sleep
 
 MODELS = {"vae": vae, "wake-sleep": wake_sleep, "loglinear": pos_hmm}
 ALIASES = {"pos-hmm": "loglinear"}          # `train pos-hmm` is `train loglinear`: the POS-induction HMM
@@ -25,17 +27,18 @@ RUN_COMMANDS = {"eval": ("add_eval_arguments", "evaluate"), "sample": ("add_samp
 
 def run_model(run_dir):
     """The experiment module of a run directory, from its config.json."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        raise RunError(f"{run_dir}: not a run directory (expected {path}, written by `tinydgm train`)")
-    try:
-        with open(path) as f:
-            kind = json.load(f)["model"]
-    except (ValueError, KeyError) as e:
-        raise RunError(f"{path}: expected JSON with a \"model\" key ({e})") from None
+    kind = runs.read_config(run_dir)["model"]
     if kind not in MODELS:
-        raise RunError(f"{path}: unknown model {kind!r}; expected one of {', '.join(MODELS)}")
+        raise RunError(f"{os.path.join(run_dir, 'config.json')}: unknown model {kind!r}; expected one of {', '.join(MODELS)}")
     return MODELS[kind]
+
+
+def check_run_config(run_dir, kind):
+    """RunError naming the key of RUN's config.json that a `kind` run cannot have (options.check_config)."""
+    name = next(k for k, mod in MODELS.items() if mod is kind)
+    fresh = parser().parse_args(["train", name])
+    fresh.given, fresh.resume = set(), run_dir                # a config to compare with, checking no --out
+    options.check_config(runs.Run.open(run_dir), (getattr(kind, "configure", None) or kind._config)(fresh))
 
 
 def parser(run_module=None):
@@ -62,28 +65,56 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     saved = backend.save_threads()
     try:
-        words = [a for a in argv if not a.startswith("-")]
-        asks_help = "-h" in argv or "--help" in argv
-        if words[:1] in (["eval"], ["sample"]) and len(words) > 1:
-            # two stages: find RUN's model, then parse again with that model's options
-            first, _ = parser().parse_known_args([a for a in argv if a not in ("-h", "--help")])
-            if asks_help and not os.path.isfile(os.path.join(first.run_dir, "config.json")):
-                parser().parse_args([first.command, "--help"])          # `eval RUN --help` before any run exists
-            mod = run_model(first.run_dir)
-            add, run = RUN_COMMANDS[first.command]
-            if not hasattr(mod, run):
-                raise UserError(f"{first.run_dir}: this model has no `{first.command}` command")
-            args = parser(mod).parse_args(argv)
-            options.check_run_command(args)
-            options.use_threads(args, getattr(mod, "EVAL_THREADS", "eval"), follow=True)
-            return getattr(mod, run)(args) or 0
-        args = parser().parse_args(argv)
-        kind = ALIASES.get(args.model, args.model)
-        args.given = options.given(argv, getattr(MODELS[kind], "OPTION_ALIASES", None))
-        options.use_train_threads(args, getattr(MODELS[kind], "TRAIN_THREADS", "train"))
-        return MODELS[kind].train(args) or 0
+        with _sigterm_interrupts():
+            return _main(argv)
     except UserError as e:
-        print(f"tinydgm: error: {e}", file=sys.stderr)
+        print(f"tinydgm: error: {e}" if e.exit_code == 2 else f"tinydgm: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:
+        print("tinydgm: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("tinydgm: error: out of memory; try a smaller --batch-size, --k or --n", file=sys.stderr)
+        return 2
     finally:                           # called in a longer process (a test, a notebook): leave BLAS as it was
         backend.put_back_threads(saved)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM stops a command as Ctrl-C does (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _main(argv):
+    words = [a for a in argv if not a.startswith("-")]
+    asks_help = "-h" in argv or "--help" in argv
+    if words[:1] in (["eval"], ["sample"]) and len(words) > 1:
+        # two stages: find RUN's model, then parse again with that model's options
+        first, _ = parser().parse_known_args([a for a in argv if a not in ("-h", "--help")])
+        if asks_help and not os.path.isfile(os.path.join(first.run_dir, "config.json")):
+            parser().parse_args([first.command, "--help"])          # `eval RUN --help` before any run exists
+        mod = run_model(first.run_dir)
+        add, run = RUN_COMMANDS[first.command]
+        if not hasattr(mod, run):
+            raise UserError(f"{first.run_dir}: this model has no `{first.command}` command")
+        args = parser(mod).parse_args(argv)
+        check_run_config(first.run_dir, mod)
+        options.check_run_command(args)
+        options.use_threads(args, getattr(mod, "EVAL_THREADS", "eval"), follow=True)
+        return getattr(mod, run)(args) or 0
+    args = parser().parse_args(argv)
+    kind = ALIASES.get(args.model, args.model)
+    args.given = options.given(argv, getattr(MODELS[kind], "OPTION_ALIASES", None))
+    options.use_train_threads(args, getattr(MODELS[kind], "TRAIN_THREADS", "train"))
+    return MODELS[kind].train(args) or 0

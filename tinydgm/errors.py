@@ -29,3 +29,12 @@ class RunError(UserError, ValueError):
 
 class BackendError(UserError, RuntimeError):
     """The requested backend cannot be used on this machine."""
+
+
+class OutputError(UserError, OSError):
+    """A file cannot be written (a full disk, a read-only or missing folder, no permission): names the path."""
+
+
+class Interrupted(UserError):
+    """Ctrl-C (or SIGTERM) stopped a command: one line saying what was kept, exit code 130."""
+    exit_code = 130

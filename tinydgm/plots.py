@@ -5,6 +5,7 @@ Every function takes NumPy arrays, writes one PNG and returns its path.
 """
 import math
 
+from tinydgm import files
 from tinydgm.errors import UserError
 
 
@@ -32,16 +33,20 @@ def _pyplot():
 def _tile(images, rows, cols, side):
     """(n, side*side) images as one (rows*side, cols*side) array, row by row."""
     import numpy as np
-    canvas = np.ones((rows * side, cols * side), dtype=np.float32)
+    canvas = np.zeros((rows * side, cols * side), dtype=np.float32)      # cells left over stay blank
     for i, img in enumerate(images[: rows * cols]):
         r, c = divmod(i, cols)
         canvas[r * side:(r + 1) * side, c * side:(c + 1) * side] = img.reshape(side, side)
     return canvas
 
 
-def _save(plt, fig, path):
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+def _save(plt, fig, path, **options):
+    """Write the figure as a PNG, whole (tinydgm.files), and close it."""
+    try:
+        with files.writing(path) as f:
+            fig.savefig(f, format="png", **{"dpi": 100, "bbox_inches": "tight", **options})
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -142,6 +147,4 @@ def confusion(n, states, tags, path, title=""):
     ax.set_ylabel("induced state")
     ax.set_title(title or "p(gold tag | induced state)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=120, bbox_inches=None)

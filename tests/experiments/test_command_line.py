@@ -188,7 +188,7 @@ def test_eval_help_works_with_or_without_a_run(tiny_run, capsys):
 # ---------------------------------------------------------------- progress within an epoch, readable curves
 
 def test_the_progress_bar_moves_within_an_epoch(tmp_path):
-    cfg = vae._config(parser().parse_args(["train", "vae", *TINY, "--epochs", "1", "--out", str(tmp_path / "r")]))
+    cfg = vae.configure(parser().parse_args(["train", "vae", *TINY, "--epochs", "1", "--out", str(tmp_path / "r")]))
     model, opt = vae.build(cfg)
     x = (np.random.default_rng(0).random((120, 784)) < 0.3).astype(np.float32)
     trainer = vae.VAETrainer(model, opt, x, x[:10], cfg, np.random.default_rng(1))

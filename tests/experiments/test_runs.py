@@ -130,7 +130,7 @@ def test_a_budget_ends_at_the_epoch_boundary_nearest_to_it(tmp_path, monkeypatch
 def test_run_directory_errors(tmp_path):
     runs.Run.create(tmp_path / "r", {"model": "toy", "f": print})   # unserialisable options dropped
     with pytest.raises(runs.RunError, match="already holds a run"):
-        runs.Run.create(tmp_path / "r", {"model": "toy"})
+        runs.Run.create(tmp_path / "r", {"model": "toy", "lr": 0.1})
     with pytest.raises(runs.RunError, match="not a run directory"):
         runs.Run.open(tmp_path / "nothing")
     with pytest.raises(runs.RunError, match="a 'toy' run; expected a 'vae' run"):

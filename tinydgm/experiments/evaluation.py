@@ -5,18 +5,21 @@ A model's experiment module hands over an `Evaluation`: the model, its run, how 
 the per-image means to report beside the NLL (averaged over shards by n) and the figures that do
 not average (computed on the images evaluated, and again on the whole split by `--combine`).
 """
+import contextlib
 import json
 import math
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from tinydgm import backend
-from tinydgm.errors import UserError
+from tinydgm import backend, files
+from tinydgm.data import binarized_mnist
+from tinydgm.errors import DataError, Interrupted, UserError
 from tinydgm.experiments import options
 from tinydgm.metrics import iw_nll
 
@@ -32,10 +35,25 @@ class Evaluation:
 
 
 def prepare(args, load):
-    """Check the options, switch the device, and return `load(RUN, --checkpoint)`: (model, run)."""
+    """Check the options, the run folder (writable), its data (`data`), the device; return (model, run, data):
+    data(split) -> the images of the run's data set, or of another asked for with --other-data."""
     check(args)
+    model, run = load(args.run_dir, args.checkpoint)
+    files.check_writable(run.dir)
+    folder, recorded = options.recorded_data(run)
+    folder = options.data_folder(args.data) if args.data else folder
+    names = list(options.MNIST_FILES.values())
+    try:
+        found = options.check_data(folder, names, recorded, run.dir)
+        args.other = None
+    except DataError as e:
+        if not args.other_data:
+            raise DataError(f"{e}; or add --other-data to evaluate on other data, kept apart from the run's own "
+                            f"results") from None
+        found = options.check_data(folder, names, {}, run.dir)
+        args.other = {"data": folder, "data_sha256": found}
     options.use_device(args.device)
-    return load(args.run_dir, args.checkpoint)
+    return model, run, lambda split: binarized_mnist(split, folder)
 
 
 def check(args):
@@ -43,12 +61,18 @@ def check(args):
     for flag, value, least in (("--k", args.k, 1), ("--limit", args.limit, 1), ("--start", args.start, 0)):
         if value is not None and value < least:
             raise UserError(f"{flag}: expected an integer >= {least}, got {value}")
+    if args.seed < 0:
+        raise UserError(f"--seed: expected an integer >= 0, got {args.seed}")
     if args.combine and (args.start or args.limit):
         raise UserError("--combine merges the shards already evaluated: give it no --start or --limit")
+    if args.other_data and not args.data:
+        raise UserError("--other-data: give the folder with --data DIR")
 
 
 def evaluate(ev, args):
-    """NLL = -L_k over the split or a shard of it, the model's per-image means, the whole-split figures; writes eval-*.json."""
+    """NLL = -L_k over the split or a shard of it, the model's per-image means, the whole-split figures; writes
+    eval-*.json.  The NLL's progress is kept (eval-*.progress.json) as it goes: the same command, run again
+    after a Ctrl-C, a kill or a crash, continues where it stopped and ends with the same numbers."""
     if args.combine:
         return combine(ev, args)
     split = ev.load(args.split)
@@ -56,22 +80,83 @@ def evaluate(ev, args):
     if len(x) == 0:
         raise UserError(f"--start {args.start}: the {args.split} split has no images from there on")
     shard = bool(args.start or args.limit)
-    t0 = time.perf_counter()
-    means = {f"{args.split}_{key}": v for key, v in ev.per_image(x, args.seed).items()}
-    nll = iw_nll(ev.model, x, args.k, rng=np.random.default_rng(args.seed), progress=not args.quiet,
-                 **ev.nll_options(args.k))
-    whole = ev.whole(x, args.seed, shard)
-    result = {"run": ev.run.dir, "checkpoint": args.checkpoint, "epochs_trained": checkpoint_epochs(ev.run, args.checkpoint),
-              "split": args.split, "start": args.start, "n": len(x), "k": args.k, "seed": args.seed, f"{args.split}_nll": nll, **means, **whole,
-              "time_s": round(time.perf_counter() - t0, 1)}
     part = f"-from{args.start}" * bool(args.start) + f"-n{len(x)}" * shard
-    _write(ev.run, f"{_stem(args)}{part}.json", result)
+    name = f"{_stem(args)}{part}"
+    epochs = checkpoint_epochs(ev.run, args.checkpoint)
+    request = {"checkpoint": args.checkpoint, "epochs_trained": epochs, "split": args.split, "start": args.start,
+               "n": len(x), "k": args.k, "seed": args.seed, **(args.other or {})}
+    progress = Progress(ev.run.path(f"{name}.progress.json"), request)
+    t0 = time.perf_counter()
+    try:
+        nll = iw_nll(ev.model, x, args.k, rng=np.random.default_rng(args.seed), progress=not args.quiet,
+                     resume=progress.start(), keep=progress.keep, **ev.nll_options(args.k))
+    except KeyboardInterrupt:
+        raise Interrupted(progress.stopped()) from None
+    means = {f"{args.split}_{key}": v for key, v in ev.per_image(x, args.seed).items()}
+    whole = ev.whole(x, args.seed, shard)
+    result = {"run": ev.run.dir, **request, f"{args.split}_nll": nll, **means, **whole,
+              "time_s": round(time.perf_counter() - t0 + progress.spent, 1)}
+    _write(ev.run, f"{name}.json", result)
+    progress.done()
+
+
+class Progress:
+    """An evaluation's state, kept whole in `path` every few seconds: what `iw_nll(resume=...)` goes on from."""
+    EVERY_S = 5.0
+
+    def __init__(self, path, request):
+        self.path, self.request, self.last, self.spent, self.at = path, request, time.perf_counter(), 0.0, None
+        self.t0 = time.perf_counter()
+
+    def start(self):
+        """The state kept by an earlier try of this same request, or None."""
+        try:
+            with open(self.path) as f:
+                kept = json.load(f)
+            if kept.get("request") != json.loads(json.dumps(self.request)):
+                return None
+            state = kept["state"]
+            int(state["done"]), float(state["total"]), dict(state["rng"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        self.spent, self.at = float(kept.get("time_s", 0.0)), state["done"]
+        _note(f"continuing from image {state['done']} of {self.request['n']} ({self.path})")
+        return state
+
+    def keep(self, state):
+        self.at = state["done"]
+        now = time.perf_counter()
+        if now - self.last < self.EVERY_S or state["done"] >= self.request["n"]:
+            return
+        self.last = now
+        try:
+            files.write_json(self.path, {"request": self.request, "state": state,
+                                         "time_s": round(self.spent + now - self.t0, 1)})
+        except UserError as e:
+            _note(f"progress not kept ({e})")
+
+    def stopped(self):
+        if self.at and os.path.isfile(self.path):
+            return (f"interrupted; the progress (image {self.at} of {self.request['n']}, as kept a few seconds ago) "
+                    f"is in {self.path}: run the same command again to continue")
+        return "interrupted before any progress was kept"
+
+    def done(self):
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
+
+
+def _note(line):
+    print(f"tinydgm: note: {line}", file=sys.stderr, flush=True)
 
 
 def _stem(args):
-    """One file name per distinct request: split, k, checkpoint and seed (the defaults, best and 0, unnamed)."""
+    """One file name per distinct request: split, k, checkpoint and seed (the defaults, best and 0, unnamed),
+    and the data where it is not the run's own (-dataXXXXXXXX, from the split file's SHA-256)."""
+    other = getattr(args, "other", None)
+    data = f"-data{other['data_sha256'][options.MNIST_FILES[args.split]][:8]}" if other else ""
     return (f"eval-{args.split}-k{args.k}" + f"-{args.checkpoint}" * (args.checkpoint != "best")
-            + f"-seed{args.seed}" * (args.seed != 0))
+            + f"-seed{args.seed}" * (args.seed != 0) + data)
 
 
 def combine(ev, args):
@@ -148,9 +233,6 @@ def _write(run, name, result):
     bad = [key for key, v in result.items() if isinstance(v, float) and not math.isfinite(v)]
     result = {**{key: None if key in bad else v for key, v in result.items()},
               "status": f"non-finite: {', '.join(bad)} (a diverged model?)" if bad else "ok"}
-    text = json.dumps(result, allow_nan=False)
-    with open(run.path(name), "w") as f:
-        json.dump(result, f, indent=1, allow_nan=False)
-    with open(run.path("evals.jsonl"), "a") as f:
-        f.write(json.dumps({"file": name, **result}, allow_nan=False) + "\n")
-    print(text, flush=True)
+    print(json.dumps(result, allow_nan=False), flush=True)          # shown even if it cannot be written
+    files.write_json(run.path(name), result)
+    files.append_line(run.path("evals.jsonl"), json.dumps({"file": name, **result}, allow_nan=False))

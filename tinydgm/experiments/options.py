@@ -4,13 +4,16 @@ A command adds the groups that make sense for it (`run_options`, `budget_options
 options; `config(args, model)` turns the parsed arguments into a run's config, checked, with one
 `UserError` line naming the option for anything out of range.
 """
+import hashlib
+import math
 import os
 import sys
 import time
 
-from tinydgm import backend
+from tinydgm import backend, files
 from tinydgm.data import binarized_mnist
-from tinydgm.errors import BackendError, RunError, UserError
+from tinydgm.data.mnist import data_root
+from tinydgm.errors import BackendError, DataError, RunError, UserError
 from tinydgm.experiments import runs
 from tinydgm.optim import HOLD, SCHEDULES
 
@@ -18,7 +21,7 @@ NOT_CONFIG = ("command", "_kind", "resume", "quiet", "given")   # how to run, no
 # what `--resume RUN` may change: how long and how to optimise, not what the model is (sizes, features, data)
 RESUMABLE = ("epochs", "minutes", "cpu_minutes", "lr", "schedule", "eval_every", "device", "batch_size",
              "adam_eps", "valid_k", "iterations", "mstep_iterations", "lbfgs_round", "grad_variance_every",
-             "threads")
+             "threads", "data")                                 # data: the same files (SHA-256) found elsewhere
 BUDGET = ("epochs", "minutes", "cpu_minutes")               # one setting: given one, the others follow it
 
 
@@ -35,18 +38,23 @@ def given(argv, aliases=None):
 
 
 def resume_or_configure(args, model, configure):
-    """(run, config): for `--resume RUN`, the run, with the options given now applied where they may change
-    (each change recorded in its config's history); else (None, configure(args)), a new run's config,
-    which the command creates once its data has been read (so that a bad data file leaves no folder)."""
+    """(run, config): for `--resume RUN`, the run, with the options given now applied where they may change;
+    else (None, configure(args)), a new run's config, which the command creates once its data has been read
+    (so that a bad data file leaves no folder).  Nothing is written here: a resumed run's changes wait in
+    `run.pending` until `runs.fit` holds the run (after the device, the data and the lock were checked), and
+    are then recorded in its config's history."""
     if not args.resume:
         return None, configure(args)
     asked = getattr(args, "given", set()) - set(NOT_CONFIG)
     if "out" in asked:
         raise UserError("--out: give --resume RUN to continue a run, or --out DIR for a new one, not both")
     run = runs.Run.open(args.resume, model=model)
-    if not asked:
-        return run, run.config
+    pid = run.busy()
+    if pid:
+        raise RunError(f"{run.dir}: another process (pid {pid}) is training this run; wait for it to end")
+    run.metrics()                                            # readable (a torn last line is only noted)
     fresh = configure(args)                                  # the new values, checked as for a new run
+    check_config(run, fresh)
     changes = {}
     for key in sorted(asked | (set(BUDGET) if asked & set(BUDGET) else set())):
         if key not in fresh or fresh[key] == run.config.get(key):
@@ -55,9 +63,147 @@ def resume_or_configure(args, model, configure):
             raise UserError(f"--{key.replace('_', '-')}: {run.dir} was trained with {run.config.get(key)!r}; "
                             f"what defines the model cannot change on resume (train a new run with --out)")
         changes[key] = fresh[key]
-    if changes:
-        run.update_config(changes, run.epochs_done())
+    run.pending = changes
+    run.config = {**run.config, **changes}
     return run, run.config
+
+
+def check_config(run, expected):
+    """RunError naming the first key of the run's config.json whose value is not of the kind a fresh config
+    of the same command holds (`expected`): a config edited by hand, or of another version."""
+    file = run.path("config.json")
+    for key, want in expected.items():
+        if key in ("out", "history") or want is None:
+            continue
+        if key not in run.config:
+            if key in ("data", "threads", "data_sha256"):
+                continue                                     # found or recorded when the run goes on
+            raise RunError(f"{file}: no key {key!r}; expected the config tinydgm train wrote")
+        have = run.config[key]
+        if have is None and key in OPTIONAL:
+            continue
+        if not _same_kind(have, want):
+            raise RunError(f"{file}: key {key!r} is {have!r}; expected {_kind_name(want)} (e.g. {want!r})")
+
+
+OPTIONAL = ("epochs", "minutes", "limit", "temperature", "threads", "data", "estimator")
+
+
+def _same_kind(have, want):
+    if isinstance(want, bool):
+        return isinstance(have, bool)
+    if isinstance(want, int):
+        return isinstance(have, int) and not isinstance(have, bool)
+    if isinstance(want, float):
+        return isinstance(have, (int, float)) and not isinstance(have, bool) and math.isfinite(have)
+    if isinstance(want, (list, tuple)):
+        return isinstance(have, list) and all(_same_kind(h, want[0]) for h in have) if want else isinstance(have, list)
+    return isinstance(have, type(want))
+
+
+def _kind_name(want):
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+            tuple: "a list", dict: "an object"}.get(type(want), type(want).__name__)
+
+
+# ---------------------------------------------------------------- the data a run was trained on
+
+def data_folder(path):
+    """--data as an absolute folder, checked to exist; None: $TINYDGM_DATA, else the shipped data/."""
+    if path is None:
+        return os.path.abspath(data_root())
+    if not os.path.isdir(path):
+        raise UserError(f"--data {path}: not a folder; expected the folder that holds the data sets")
+    return os.path.abspath(path)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_data(folder, names, recorded, whose):
+    """The SHA-256 of each data file `names` (relative to `folder`), checked against `recorded` (the run's
+    record, name -> digest): DataError naming the first file that is missing or differs."""
+    if not os.path.isdir(folder):
+        raise DataError(f"{folder}: the data folder {whose} was trained on is not there (moved?); give --data DIR "
+                        f"where its files are now (they are checked against the run's record)")
+    found = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: file not found (expected the data {whose} was trained on; give --data DIR "
+                            f"with the folder that holds it)")
+        found[name] = sha256(path)
+        if recorded.get(name, found[name]) != found[name]:
+            raise DataError(f"{path}: not the file {whose} was trained on (its SHA-256 {found[name][:12]}... "
+                            f"differs from the recorded {str(recorded[name])[:12]}...); give --data DIR with the run's own data")
+    return found
+
+
+def recorded_data(run):
+    """(folder, name -> SHA-256) that a run recorded of its data (a run without a folder: the default one)."""
+    cfg = run.config
+    recorded = cfg.get("data_sha256") or {}
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise RunError(f"{run.path('config.json')}: key 'data_sha256' is {recorded!r}; expected file -> SHA-256")
+    return cfg.get("data") or os.path.abspath(data_root()), recorded
+
+
+def identify_data(run, cfg, names):
+    """Check that the data files `names` (relative to cfg["data"]) are there and, where the run recorded their
+    SHA-256, are the ones it was trained on.  A new run (run None) records them in cfg; a resumed run records
+    those it lacks (and a folder they moved to) when it goes on."""
+    if run is None:
+        found = check_data(cfg["data"], names, {}, "the run")
+        cfg["data_sha256"] = {**(cfg.get("data_sha256") or {}), **found}
+        return found
+    folder, recorded = recorded_data(run)
+    folder = cfg.get("data") or folder
+    found = check_data(folder, names, recorded, run.dir)
+    if set(found) - set(recorded) or run.config.get("data") != folder:
+        run.pending.update({"data": folder, "data_sha256": {**recorded, **found}})
+        run.config.update(run.pending)
+        cfg.update(run.pending)
+    return found
+
+
+MNIST_FILES = {split: f"binarized_mnist/binarized_mnist_{split}.amat.gz" for split in ("train", "valid", "test")}
+
+
+def mnist_data(run, cfg, splits=("train", "valid", "test")):
+    """The run's binarized MNIST splits, checked against its record (`identify_data`): split -> images."""
+    out = {}
+    for split in splits:                                   # each file checked, then read: the first bad one is named
+        identify_data(run, cfg, [MNIST_FILES[split]])
+        out[split] = binarized_mnist(split, cfg["data"])
+    return out
+
+
+# ---------------------------------------------------------------- memory
+
+def available_memory():
+    """Bytes of memory this machine can give now (MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(need, what, smaller):
+    """UserError before allocating when `need` bytes (an estimate) do not fit in the memory available;
+    `smaller` says which setting would fit."""
+    free = available_memory()
+    if free is not None and need > 0.8 * free:
+        raise UserError(f"{what}: needs about {need / 2 ** 30:.1f} GiB of memory, {free / 2 ** 30:.1f} GiB is "
+                        f"available; {smaller}")
 
 
 # ---------------------------------------------------------------- train
@@ -118,10 +264,40 @@ def _resumed_config(args):
         return None
 
 
+MAX_SAMPLES = 10000      # one PNG grid of 10 columns: 1,000 rows of 60 pixels (matplotlib draws at most 65,536)
+
+
 def check_run_command(args):
-    """The options of `eval`/`sample` that every model shares, in range (--n: how many samples)."""
-    if getattr(args, "n", None) is not None and args.n < 1:
-        raise UserError(f"--n: expected how many samples, an integer >= 1, got {args.n}")
+    """The options of `eval`/`sample` that every model shares, in range (--n: how many samples, --out: a PNG
+    in a folder that exists and can be written)."""
+    n = getattr(args, "n", None)
+    if n is not None and not 1 <= n <= MAX_SAMPLES:
+        raise UserError(f"--n: expected how many samples, an integer from 1 to {MAX_SAMPLES} (one PNG grid), got {n}")
+    if getattr(args, "seed", 0) < 0:
+        raise UserError(f"--seed: expected an integer >= 0, got {args.seed}")
+    if args.command == "sample":
+        if args.out is None:
+            files.check_writable(args.run_dir)
+        else:
+            args.out = png_path(args.out)
+
+
+def png_path(path):
+    """`path` as the PNG file to write (".png" added where it has no extension), in a folder that is there."""
+    if not path:
+        raise UserError("--out: an empty path; give a PNG file (or leave --out out)")
+    ext = os.path.splitext(path)[1]
+    if not ext:
+        path += ".png"
+    elif ext.lower() != ".png":
+        raise UserError(f"--out {path}: a {ext} file; tinydgm writes its figures as PNG (name it NAME.png)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"--out {path}: the folder {folder} does not exist; create it or choose another")
+    if os.path.isdir(path):
+        raise UserError(f"--out {path}: a folder; expected a PNG file name")
+    files.check_writable(folder)
+    return path
 
 
 def use_threads(args, kind, recorded=None, follow=False):
@@ -188,12 +364,21 @@ def _note(line):
 def config(args, model):
     """The run's config from parsed arguments: every option but how to run, plus the model's name."""
     cfg = {k: v for k, v in vars(args).items() if k not in NOT_CONFIG}
+    for key, v in cfg.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"--{key.replace('_', '-')}: expected a finite number, got {v}")
+    if cfg.get("seed") is not None and cfg["seed"] < 0:
+        raise UserError(f"--seed: expected an integer >= 0, got {cfg['seed']}")
+    if cfg.get("out") == "":
+        raise UserError("--out: an empty path; give the folder for the new run (or leave --out out for runs/NAME-DATE)")
     positive(cfg, "epochs", "limit", "eval_every")
     for key in ("minutes", "lr"):
         if cfg.get(key) is not None and not cfg[key] > 0:
             raise UserError(f"--{key}: expected a number > 0, got {cfg[key]}")
     cfg["model"] = model
     cfg["out"] = cfg.get("out") or os.path.join("runs", time.strftime(f"{model}-%Y%m%d-%H%M%S"))
+    if not getattr(args, "resume", None):
+        files.check_writable(cfg["out"])
     return cfg
 
 
@@ -213,20 +398,6 @@ def positive(cfg, *keys):
     for key in keys:
         if cfg.get(key) is not None and cfg[key] < 1:
             raise UserError(f"--{key.replace('_', '-')}: expected a positive integer, got {cfg[key]}")
-
-
-def data_folder(path):
-    """--data as an absolute folder (None: $TINYDGM_DATA, else the shipped data/), checked to exist."""
-    if path is None:
-        return None
-    if not os.path.isdir(path):
-        raise UserError(f"--data {path}: not a folder; expected the folder that holds the data sets")
-    return os.path.abspath(path)
-
-
-def mnist(cfg):
-    """split -> the binarized MNIST images of the run's data folder."""
-    return lambda split: binarized_mnist(split, cfg.get("data"))
 
 
 def use_device(device):
@@ -252,6 +423,10 @@ def eval_options(p, k=5000, shards=True, device=True):
                        "(--start/--limit) of this split and --k found in RUN into one result, checking that "
                        "they cover the split once")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", help="the data folder (default: the run's own, as recorded in its config.json); "
+                   "its files must be the ones the run was trained on (SHA-256), unless --other-data")
+    p.add_argument("--other-data", action="store_true", help="evaluate on the other data of --data: the result "
+                   "is kept apart (eval-...-dataXXXXXXXX.json, the first digits of its SHA-256) and says so")
     if device:
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     threads_option(p, "eval")

@@ -37,15 +37,17 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
+import warnings
 
 from tqdm import tqdm
 
-from tinydgm import checkpoint
-from tinydgm.errors import RunError
+from tinydgm import checkpoint, files
+from tinydgm.errors import RunError, UserError
 
 
 class NonFinite(Exception):
@@ -59,40 +61,54 @@ class Run:
 
     def __init__(self, path, config):
         self.dir, self.config = os.fspath(path), config
+        self.pending = {}                     # option changes asked on resume, written once training can start
 
     @classmethod
     def create(cls, path, config):
-        """A new run folder holding `config.json`, created exclusively: of two starts on one folder, one fails."""
+        """A new run folder holding `config.json`, created exclusively: of two starts on one folder, one fails.
+
+        A folder that holds files but no run is refused; a folder left by a start that never finished an
+        epoch (config.json alone, the same config) is taken again, so the same command succeeds once a fault
+        of the machine is gone.  If config.json cannot be written, a folder made here is removed again."""
         path = os.fspath(path)
         if os.path.exists(path) and not os.path.isdir(path):
             raise RunError(f"--out {path}: a file, not a folder; expected a new or empty run folder")
-        os.makedirs(path, exist_ok=True)
+        made = not os.path.exists(path)
         config = {k: v for k, v in config.items() if _jsonable(v)}
         file = os.path.join(path, "config.json")
-        tmp = f"{file}.{os.getpid()}.tmp"
-        _write_json(tmp, config, replace=None)
+        if not made:
+            stranger = sorted(n for n in os.listdir(path) if not n.startswith("."))
+            if stranger and "config.json" not in stranger:
+                raise RunError(f"--out {path}: a folder of other files ({', '.join(stranger[:3])}"
+                               f"{', ...' if len(stranger) > 3 else ''}), not a run; choose a new or empty folder")
+            run = cls(path, config)
+            if _unstarted(path, config) and not run.busy():
+                return run
         try:
-            os.link(tmp, file)                    # atomic and exclusive: fails if a run is already there
+            os.makedirs(path, exist_ok=True)
+            with files.writing(os.path.join(path, f".config-{os.getpid()}.json")) as f:
+                f.write((json.dumps(config, indent=1) + "\n").encode())
+            tmp = os.path.join(path, f".config-{os.getpid()}.json")
+            try:
+                os.link(tmp, file)                # atomic and exclusive: fails if a run is already there
+            finally:
+                os.remove(tmp)
         except FileExistsError:
             raise RunError(f"{path}: already holds a run; continue it with --resume {path} "
                            f"or choose another --out") from None
-        finally:
-            os.remove(tmp)
+        except (OSError, UserError) as e:
+            if made:
+                shutil.rmtree(path, ignore_errors=True)
+            raise e if isinstance(e, UserError) else files.fault(e, file) from None
         return cls(path, config)
 
     @classmethod
     def open(cls, path, model=None):
+        """The run in `path`; RunError (one line) unless its config.json is a JSON object naming its model."""
         path = os.fspath(path)
-        file = os.path.join(path, "config.json")
-        if not os.path.isfile(file):
-            raise RunError(f"{path}: not a run directory (expected {file}, written by `tinydgm train`)")
-        try:
-            with open(file) as f:
-                config = json.load(f)
-        except ValueError as e:
-            raise RunError(f"{file}: not valid JSON ({e})") from None
-        if model is not None and config.get("model") != model:
-            raise RunError(f"{file}: a {config.get('model')!r} run; expected a {model!r} run")
+        config = read_config(path)
+        if model is not None and config["model"] != model:
+            raise RunError(f"{os.path.join(path, 'config.json')}: a {config['model']!r} run; expected a {model!r} run")
         return cls(path, config)
 
     def path(self, name):
@@ -102,23 +118,52 @@ class Run:
         """How many epochs the `last` checkpoint holds (0 before the first)."""
         return checkpoint.load_state(self.path("last"))[1]["epoch"] if checkpoint.exists(self.path("last")) else 0
 
-    def update_config(self, changes, epoch):
-        """Record option changes made on resume: config.json takes the new values and a `history` entry
-        {"epoch": E, "changes": {option: [old, new]}}; metrics.jsonl gets the same entry."""
-        entry = {"epoch": epoch, "changes": {k: [self.config.get(k), v] for k, v in changes.items()}}
-        self.config = {**self.config, **changes, "history": self.config.get("history", []) + [entry]}
-        _write_json(self.path("config.json"), self.config)
+    def commit_changes(self, epoch):
+        """Write the option changes asked on resume (`pending`): config.json takes the new values and a `history`
+        entry {"epoch": E, "changes": {option: [old, new]}}; metrics.jsonl gets the same entry."""
+        if not self.pending:
+            return
+        old = read_config(self.dir)
+        entry = {"epoch": epoch, "changes": {k: [old.get(k), v] for k, v in self.pending.items()}}
+        self.config = {**old, **self.pending, "history": old.get("history", []) + [entry]}
+        files.write_json(self.path("config.json"), self.config)
         self.log({"event": "resume", **entry})
+        self.pending = {}
 
     def log(self, record):
-        with open(self.path("metrics.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
+        files.append_line(self.path("metrics.jsonl"), json.dumps(record))
 
     def metrics(self):
-        if not os.path.isfile(self.path("metrics.jsonl")):
+        """The records of metrics.jsonl; a last line cut short (a crash, a full disk) is left out with a note,
+        any other unreadable line is a RunError naming it."""
+        file = self.path("metrics.jsonl")
+        try:
+            with open(file, "rb") as f:
+                lines = f.read().decode(errors="replace").split("\n")
+        except FileNotFoundError:
             return []
-        with open(self.path("metrics.jsonl")) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        except OSError as e:
+            raise RunError(f"{file}: cannot be read ({e.strerror}); expected the run's metrics log") from None
+        records = []
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                    raise ValueError("not a record with an integer \"epoch\"")
+            except ValueError as e:
+                if i == len(lines) and not self._torn_noted:       # no newline after it: a write cut short
+                    _say(f"note: {file}, line {i}: cut short (a crash or a full disk?); left out")
+                    self._torn_noted = True
+                if i == len(lines):
+                    continue
+                raise RunError(f"{file}, line {i}: not a metrics record ({e}); expected one JSON object "
+                               f"per line, as tinydgm train writes") from None
+            records.append(record)
+        return records
+
+    _torn_noted = False
 
     @contextlib.contextmanager
     def lock(self):
@@ -128,7 +173,11 @@ class Run:
         except ImportError:                              # not on POSIX: no lock
             yield
             return
-        with open(self.path(".lock"), "a+") as f:
+        try:
+            f = open(self.path(".lock"), "a+")
+        except OSError as e:
+            raise files.fault(e, self.path(".lock")) from None
+        with f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -143,17 +192,69 @@ class Run:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def busy(self):
+        """The pid (or "?") of another process training this run, else None; takes no lock."""
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        if not os.path.isfile(self.path(".lock")):
+            return None
+        with open(self.path(".lock")) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return f.read().strip() or "?"
+            fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
     def truncate_metrics(self, epochs):
-        """Forget records of epochs >= `epochs` (written after the checkpoint we resume from)."""
+        """Forget records of epochs >= `epochs` (written after the checkpoint we resume from), and a torn last line."""
         kept = [r for r in self.metrics() if r["epoch"] < epochs or ("event" in r and r["epoch"] == epochs)]
-        with open(self.path("metrics.jsonl"), "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        try:
+            with open(self.path("metrics.jsonl"), "rb") as f:
+                same = f.read() == text.encode()
+        except FileNotFoundError:
+            same = not kept
+        if not same:
+            files.write_text(self.path("metrics.jsonl"), text)
 
     def finish(self, summary):
-        """Write summary.json, print the summary as one JSON line, return the exit code."""
-        _write_json(self.path("summary.json"), summary)
+        """Print the summary as one JSON line, write summary.json, return the exit code."""
         print(json.dumps(summary), flush=True)
+        files.write_json(self.path("summary.json"), summary)
         return {"done": 0, "nonfinite": 1, "interrupted": 130}.get(summary.get("status"), 0)
+
+
+def read_config(path):
+    """The config.json of run folder `path`, checked to be a JSON object with a "model" name (RunError otherwise)."""
+    file = os.path.join(os.fspath(path), "config.json")
+    if not os.path.isfile(file):
+        raise RunError(f"{path}: not a run directory (expected {file}, written by `tinydgm train`)")
+    try:
+        with open(file) as f:
+            config = json.load(f)
+    except ValueError as e:
+        raise RunError(f"{file}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise RunError(f"{file}: cannot be read ({e.strerror})") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{file}: a JSON {type(config).__name__}; expected an object of the run's options")
+    if not isinstance(config.get("model"), str):
+        raise RunError(f"{file}: key \"model\" is {config.get('model')!r}; expected the model's name")
+    return config
+
+
+def _unstarted(path, config):
+    """Whether `path` holds only the config.json of this same config, left by a start that never trained."""
+    names = {n for n in os.listdir(path) if not n.startswith(".")}
+    if names != {"config.json"}:
+        return False
+    try:
+        return read_config(path) == json.loads(json.dumps(config))
+    except UserError:
+        return False
 
 
 def _jsonable(v):
@@ -162,16 +263,6 @@ def _jsonable(v):
         return True
     except (TypeError, ValueError):
         return False
-
-
-def _write_json(path, obj, replace=True):
-    """`obj` as JSON in `path`, written to a temporary file and renamed over it (replace=None: in place)."""
-    tmp = path + ".tmp" if replace else path
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    if replace:
-        os.replace(tmp, path)
 
 
 def load_checkpoint(run_dir, model, which="best"):
@@ -245,7 +336,8 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
     """
     if epochs is None and minutes is None:
         raise ValueError("fit: give epochs, minutes or both")
-    with run.lock(), _stop_signals():
+    with run.lock(), _stop_signals(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # overflow on the way to a non-finite loss: reported below
         return _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
 
 
@@ -258,13 +350,15 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
         with fitting(run, "last"):
             trainer.load_state(state)
         run.truncate_metrics(loop["epoch"])
+    run.commit_changes(loop["epoch"])                  # what --resume asked, now that the run is ours
     budget = None if minutes is None else 60.0 * minutes
     spent = "cpu_s" if clock == "cpu" else "elapsed_s"               # which clock the budget counts
     epochs_done = [r for r in run.metrics() if "event" not in r]
     status, last, saved = "done", epochs_done[-1] if epochs_done else {}, loop["epoch"]
     bar = tqdm(total=epochs, initial=loop["epoch"], unit="epoch", disable=quiet, dynamic_ncols=True,
-               desc=os.path.basename(run.dir.rstrip("/")), bar_format=None if epochs else "{desc}: {n:.2f} epochs "
-               "[{elapsed}{postfix}]")
+               desc=os.path.basename(run.dir.rstrip("/")),
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total_fmt} epochs [{elapsed}<{remaining}{postfix}]"
+               if epochs else "{desc}: {n:.2f} epochs [{elapsed}{postfix}]")
     if hasattr(trainer, "report"):                 # within an epoch: the bar moves per batch, with images/s
         trainer.report = _reporter(bar, loop)
 
@@ -322,18 +416,19 @@ def _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
 
 def _reporter(bar, loop):
     """report(done, total): `done` of `total` images of the current epoch are through."""
-    state = {"t0": time.perf_counter(), "done": 0, "shown": 0.0}
+    state = {"t0": None, "first": 0, "done": 0, "shown": 0.0}
 
     def report(done, total):
         now = time.perf_counter()
-        if done < state["done"]:                   # a new epoch
-            state.update(t0=now, done=0)
+        if state["t0"] is None or done < state["done"]:      # a new epoch: the rate counts from its first batch
+            state.update(t0=now, first=done, done=done)
+            return
         state["done"] = done
-        if bar.disable or now - state["shown"] < 0.2:
+        if bar.disable or now - state["shown"] < 0.2 or now - state["t0"] < 0.5:
             return
         state["shown"] = now
         bar.n = loop["epoch"] + done / total
-        bar.set_postfix_str(f"{done / max(now - state['t0'], 1e-9):,.0f} images/s", refresh=False)
+        bar.set_postfix_str(f"{(done - state['first']) / (now - state['t0']):,.0f} images/s", refresh=False)
         bar.refresh()
     return report
 

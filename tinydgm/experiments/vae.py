@@ -27,7 +27,6 @@ import numpy as np
 import tinydgm as td
 from tinydgm import backend, estimators, nn, plots
 from tinydgm.data import binarized_mnist
-from tinydgm.data.mnist import check_files
 from tinydgm.distributions import kl_standard_normal
 from tinydgm.errors import UserError
 from tinydgm.experiments import evaluation, options, runs
@@ -156,7 +155,8 @@ def add_train_arguments(p):
     options.run_options(p, NAME)
 
 
-def _config(args):
+def configure(args):
+    """A new run's config from the parsed options, checked (UserError naming the option)."""
     cfg = options.config(args, NAME)
     cfg["data"] = options.data_folder(cfg["data"])
     cfg["schedule"] = cfg["schedule"] or ("anneal" if cfg["minutes"] else "constant")
@@ -169,7 +169,17 @@ def _config(args):
     options.positive(cfg, "batch_size", "z_dim", "k", "eval_every")
     if cfg["grad_variance_every"] < 0:
         raise UserError(f"--grad-variance-every: expected an integer >= 0 (0: never), got {cfg['grad_variance_every']}")
+    if "k" in getattr(args, "given", ()) and cfg["objective"] != "iwae" and not args.resume:
+        raise UserError(f"--k: only --objective iwae draws k samples per image; --objective {cfg['objective']} "
+                        f"draws one (leave --k out, or add --objective iwae)")
     return cfg
+
+
+def step_memory(cfg):
+    """Bytes a training step holds at once (an estimate): the activations of batch x k rows, kept for backward."""
+    rows = cfg["batch_size"] * (cfg["k"] if cfg["objective"] == "iwae" else 1)
+    floats = 8 * 784 + 8 * 2 * sum(cfg["hidden"]) + 12 * cfg["z_dim"]
+    return 2 * rows * floats * 4
 
 
 def build(cfg):
@@ -180,10 +190,14 @@ def build(cfg):
 
 
 def train(args):
-    run, cfg = options.resume_or_configure(args, NAME, _config)
+    run, cfg = options.resume_or_configure(args, NAME, configure)
     options.use_device(cfg["device"])
-    train_x, valid_x = (backend.asarray(binarized_mnist(s, cfg.get("data"))[: cfg.get("limit")]) for s in ("train", "valid"))
-    check_files(cfg.get("data"), ("test",))          # the figures need it at the end: a bad file stops us now
+    fits = max(1, int(cfg["k"] * 0.8 * (options.available_memory() or 1) / max(step_memory(cfg), 1)))
+    options.check_memory(step_memory(cfg), f"--batch-size {cfg['batch_size']}" + f" --k {cfg['k']}" * (cfg["objective"] == "iwae"),
+                         f"a smaller --k (about {fits}) or --batch-size would fit" if cfg["objective"] == "iwae"
+                         else "a smaller --batch-size would fit")
+    data = options.mnist_data(run, cfg)               # the test split too: the figures need it at the end
+    train_x, valid_x = (backend.asarray(data[s][: cfg.get("limit")]) for s in ("train", "valid"))
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt = build(cfg)
     trainer = VAETrainer(model, opt, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
@@ -221,7 +235,7 @@ add_eval_arguments = options.eval_options
 
 def evaluate(args):
     """Test NLL as -L_k over the split (or a shard), plus ELBO, KL and active units; writes eval-*.json."""
-    model, run = evaluation.prepare(args, load)
+    model, run, data = evaluation.prepare(args, load)
 
     def per_image(x, seed):
         with td.no_grad():
@@ -232,7 +246,7 @@ def evaluate(args):
         with td.no_grad():
             return {"active_units": active_units(model.encode(x).loc.data)}
 
-    evaluation.evaluate(evaluation.Evaluation(model, run, options.mnist(run.config), per_image, whole), args)
+    evaluation.evaluate(evaluation.Evaluation(model, run, data, per_image, whole), args)
 
 
 def add_sample_arguments(p):

@@ -14,7 +14,6 @@ import numpy as np
 import tinydgm as td
 from tinydgm import backend, plots
 from tinydgm.data import binarized_mnist
-from tinydgm.data.mnist import check_files
 from tinydgm.errors import UserError
 from tinydgm.experiments import evaluation, options, runs
 from tinydgm.metrics import mean_bound
@@ -173,7 +172,8 @@ def add_train_arguments(p):
     options.run_options(p, NAME)
 
 
-def _config(args):
+def configure(args):
+    """A new run's config from the parsed options, checked (UserError naming the option)."""
     cfg = options.config(args, NAME)
     cfg["data"] = options.data_folder(cfg["data"])
     if cfg["epochs"] is None and cfg["minutes"] is None:
@@ -193,6 +193,15 @@ def _config(args):
         raise UserError(f"--grad-variance-every: expected an integer >= 0, got {cfg['grad_variance_every']}")
     if cfg["estimator"] == "vimco" and cfg["k"] < 2:
         raise UserError(f"--k: VIMCO needs K >= 2 samples per image (each one's baseline leaves it out), got {cfg['k']}")
+    given = set() if args.resume else getattr(args, "given", set())
+    if "temperature" in given and cfg["estimator"] not in ("relaxed", "straight-through"):
+        raise UserError(f"--temperature: only --estimator relaxed and straight-through use it, not {cfg['estimator']} "
+                        f"(leave it out)")
+    if "k" in given and cfg["estimator"] not in WITH_K:
+        raise UserError(f"--k: only --estimator {' and '.join(WITH_K)} draw K samples per image, not {cfg['estimator']} "
+                        f"(leave it out)")
+    if "updates" in given and cfg["estimator"] != "rws":
+        raise UserError(f"--updates: only --estimator rws applies a choice of updates, not {cfg['estimator']} (leave it out)")
     if cfg["estimator"] not in WITH_K:
         cfg["k"] = 1
     if cfg["estimator"] != "rws":
@@ -209,11 +218,13 @@ def build(cfg):
 
 
 def train(args):
-    run, cfg = options.resume_or_configure(args, NAME, _config)
+    run, cfg = options.resume_or_configure(args, NAME, configure)
     options.use_device(cfg["device"])
-    train_np = binarized_mnist("train", cfg.get("data"))[:cfg.get("limit")]
-    train_x, valid_x = backend.asarray(train_np), backend.asarray(binarized_mnist("valid", cfg.get("data"))[:cfg.get("limit")])
-    check_files(cfg.get("data"), ("test",))          # the figures need it at the end: a bad file stops us now
+    need = 2 * cfg["batch_size"] * cfg["k"] * 4 * (8 * 784 + 8 * sum(cfg["layers"]))   # activations kept for backward
+    options.check_memory(need, f"--batch-size {cfg['batch_size']} --k {cfg['k']}", "a smaller --k or --batch-size would fit")
+    data = options.mnist_data(run, cfg)               # the test split too: the figures need it at the end
+    train_np = data["train"][:cfg.get("limit")]
+    train_x, valid_x = backend.asarray(train_np), backend.asarray(data["valid"][:cfg.get("limit")])
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt_p, opt_q = build(cfg)
     model.init_visible_bias(train_np)
@@ -252,13 +263,13 @@ add_eval_arguments = options.eval_options
 
 def evaluate(args):
     """NLL = -L_k, q the proposal, over the split or a shard of it, plus L_1 there and on train; writes eval-*.json."""
-    model, run = evaluation.prepare(args, load)
+    model, run, data = evaluation.prepare(args, load)
 
     def per_image(x, seed):
         return {"elbo": mean_iwae_bound(model, x, 1, np.random.default_rng(seed))}
 
     def whole(x, seed, shard):                                 # once, in --combine, for shards
-        train = None if shard else mean_iwae_bound(model, backend.asarray(options.mnist(run.config)("train")), 1,
+        train = None if shard else mean_iwae_bound(model, backend.asarray(data("train")), 1,
                                                    np.random.default_rng(seed))
         return {"train_elbo": train}
 
@@ -267,7 +278,7 @@ def evaluate(args):
         chunk = max(d for d in range(1, min(k, 500) + 1) if k % d == 0)
         return {"chunk": chunk, "batch_size": max(1, 1000 // chunk)}
 
-    evaluation.evaluate(evaluation.Evaluation(model, run, options.mnist(run.config), per_image, whole, nll_options), args)
+    evaluation.evaluate(evaluation.Evaluation(model, run, data, per_image, whole, nll_options), args)
 
 
 def add_sample_arguments(p):

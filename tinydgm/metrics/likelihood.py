@@ -7,24 +7,29 @@ import tinydgm as td
 from tinydgm import backend, numerics
 
 
-def mean_bound(bound, x, batch_size, bar=None):
-    """The mean over the rows of x of `bound(x_batch)` (per-example values), in batches, without a graph."""
-    total = 0.0
+def mean_bound(bound, x, batch_size, bar=None, start=0, total=0.0, after=None):
+    """The mean over the rows of x of `bound(x_batch)` (per-example values), in batches, without a graph.
+
+    `start` rows already summed to `total` are skipped; `after(rows done, total)` follows each batch."""
     with td.no_grad():
-        for i in range(0, len(x), batch_size):
+        for i in range(start, len(x), batch_size):
             values = bound(x[i:i + batch_size])
             total += float(backend.to_numpy(values).astype(np.float64).sum())
             if bar is not None:
                 bar.update(len(values))
+            if after is not None:
+                after(i + len(values), total)
     return total / len(x)
 
 
-def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=True):
+def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=True, resume=None, keep=None):
     """-L_k averaged over the rows of x, in nats: the test NLL of a model with an `iwae_bound`.
 
     Works for any model with `iwae_bound(x, k, rng=rng)` returning per-example bounds.  The k
     samples are drawn in equal chunks and combined exactly:  L_k = logsumexp_c L_chunk^(c) - log C,
     so memory stays bounded (about batch_size * chunk rows at a time) for any k.
+    `keep(state)` receives after each batch what `resume=state` needs to go on from there with the
+    same draws, so an interrupted evaluation ends with the number of an uninterrupted one.
     """
     x = x.data if isinstance(x, td.Tensor) else x
     rng = np.random.default_rng(0) if rng is None else rng
@@ -40,8 +45,17 @@ def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=Tru
                           for _ in range(k // chunk)]).astype(np.float64)
         return numerics.log_mean_exp(np, parts, axis=0)
 
-    with tqdm(total=len(x), unit="image", disable=not progress, desc=f"L_{k}") as bar:
-        return -mean_bound(bound, x, batch_size, bar)
+    start, total = 0, 0.0
+    if resume is not None:
+        start, total = resume["done"], resume["total"]
+        rng.bit_generator.state = resume["rng"]
+
+    def after(done, total):
+        if keep is not None:
+            keep({"done": done, "total": total, "rng": rng.bit_generator.state})
+
+    with tqdm(total=len(x), initial=start, unit="image", disable=not progress, desc=f"L_{k}") as bar:
+        return -mean_bound(bound, x, batch_size, bar, start, total, after)
 
 
 def _divisor(k, most):
