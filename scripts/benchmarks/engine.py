@@ -10,7 +10,6 @@ checked against the hand-derived one in float64.
 `--device cuda`: the engine on CuPy against PyTorch on the GPU (the hand-derived step is NumPy-only);
 each timed round ends with a device synchronisation.
 """
-import argparse
 import json
 import os
 import statistics
@@ -23,6 +22,8 @@ import tinydgm as td
 from tinydgm import ops
 from tinydgm.data.mnist import binarized_mnist
 from tinydgm.models.vae import by_hand as vae_by_hand
+
+from benchmarks._cli import Parser, first_paragraph, integer
 
 Z = 50
 
@@ -138,10 +139,10 @@ def peak_memory(step, x, eps):
 
 
 def main(argv):
-    ap = argparse.ArgumentParser(prog="bench.py engine", description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, nargs="+", default=[100, 1000])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=50, help="steps per round at batch 100 (scaled down for bigger batches)")
+    ap = Parser(prog="bench.py engine", description=first_paragraph(__doc__))
+    ap.add_argument("--batch", type=integer(1), nargs="+", default=[100, 1000])
+    ap.add_argument("--rounds", type=integer(1), default=7)
+    ap.add_argument("--steps", type=integer(1), default=50, help="steps per round at batch 100 (scaled down for bigger batches)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = ap.parse_args(argv)

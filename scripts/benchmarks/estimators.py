@@ -12,7 +12,6 @@ from round to round, in one process; a ratio is the median over rounds of (conte
 seconds) in the same round: time per image relative to the reference (target: <= 1.2 for the estimators, <= 1.15
 for reweighted wake-sleep on the engine against by hand).  Absolute images/s are reported, not trusted.
 """
-import argparse
 import json
 import statistics
 
@@ -24,6 +23,7 @@ from tinydgm.models.wake_sleep import by_hand
 from tinydgm.models.wake_sleep import model as ws
 from tinydgm.models.wake_sleep import variational as var
 
+from benchmarks._cli import Parser, first_paragraph, integer, integers
 from benchmarks.wake_sleep import stepper, timed      # the same nets, optimisers and batches as that bench
 
 
@@ -46,20 +46,19 @@ def contenders(layers, x, batch, k):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(prog="bench.py estimators", description=__doc__.splitlines()[0])
-    p.add_argument("--layers", default="200,200", help="hidden sizes (default 200,200)")
-    p.add_argument("--batch", type=int, default=25)
-    p.add_argument("--k", type=int, default=5, help="samples per image for reweighted wake-sleep and VIMCO (default 5)")
-    p.add_argument("--images", type=int, default=2500, help="images per round and contender (default 2500)")
-    p.add_argument("--rounds", type=int, default=5)
+    p = Parser(prog="bench.py estimators", description=first_paragraph(__doc__))
+    p.add_argument("--layers", type=integers(1, "200,200"), default="200,200", help="hidden sizes (default 200,200)")
+    p.add_argument("--batch", type=integer(1), default=25)
+    p.add_argument("--k", type=integer(1), default=5, help="samples per image for reweighted wake-sleep and VIMCO (default 5)")
+    p.add_argument("--images", type=integer(1), default=2500, help="images per round and contender (default 2500)")
+    p.add_argument("--rounds", type=integer(1), default=5)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = p.parse_args(argv)
-    layers = [int(n) for n in args.layers.split(",")]
     if args.device == "cuda":
         backend.use("cupy")
     x = backend.asarray(binarized_mnist("train")[:20000])
     steps = max(1, args.images // args.batch)
-    runs = contenders(layers, x, args.batch, args.k)
+    runs = contenders(args.layers, x, args.batch, args.k)
     for _, _, run in runs:
         run(3, 0)                                                  # warm up (allocator, BLAS)
     seconds = {name: [] for _, name, _ in runs}
@@ -76,7 +75,7 @@ def main(argv):
         rows.append({"group": group, "step": name, "images_per_s": round(images / statistics.median(seconds[name])),
                      "time_per_image_vs": ref, "ratio": round(statistics.median(ratios), 3),
                      "ratios": [round(v, 3) for v in ratios]})
-    print(json.dumps({"bench": "estimators", "device": args.device, "layers": [784, *layers], "batch": args.batch,
+    print(json.dumps({"bench": "estimators", "device": args.device, "layers": [784, *args.layers], "batch": args.batch,
                       "k": args.k, "images_per_round": images, "rounds": args.rounds, "steps": rows}), flush=True)
     print(f"\n| group | step | images/s | time per image vs | ratio (median of {args.rounds}) |\n|---|---|---:|---|---:|")
     for row in rows:

@@ -10,12 +10,13 @@ Measured side by side, interleaved round by round (median of the rounds):
   direct     one evaluation of the direct objective and its gradient
 Throughput is tokens·K²/s; ratios are between columns of this one run (the machine is shared).
 """
-import argparse
 import json
 import os
 import time
 
 import numpy as np
+
+from benchmarks._cli import Parser, first_paragraph, integer
 
 
 def _time(f):
@@ -25,9 +26,9 @@ def _time(f):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(prog="bench.py hmm", description=__doc__.splitlines()[0])
-    p.add_argument("--states", type=int, default=45)
-    p.add_argument("--rounds", type=int, default=3)
+    p = Parser(prog="bench.py hmm", description=first_paragraph(__doc__))
+    p.add_argument("--states", type=integer(1), default=45)
+    p.add_argument("--rounds", type=integer(1), default=3)
     p.add_argument("--no-rich", action="store_true", help="skip the featurized timings")
     args = p.parse_args(argv)
 

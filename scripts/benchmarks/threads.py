@@ -18,7 +18,6 @@ lowest median, then the median over rounds; the last lines check tinydgm's defau
 targets (within 5% of the best on a quiet machine, 1.3x on a busy one).  The machine is shared: "quiet" means no burners of
 ours, not an idle machine (the load average is printed).
 """
-import argparse
 import json
 import multiprocessing
 import os
@@ -30,11 +29,15 @@ import numpy as np
 import tinydgm as td
 from tinydgm import backend
 from tinydgm.backend import device_rng
+from tinydgm.errors import UserError
 from tinydgm.models.vae import VAE
 from tinydgm.models.wake_sleep import HelmholtzMachine, wake_sleep_step
 
+from benchmarks._cli import Parser, first_paragraph, integer, number
+
 KINDS = {"vae-train": "train", "ws-train": "narrow", "vae-eval": "eval"}   # the kind each command asks for
 AUTO = "auto"                    # tinydgm's default: chosen for the kind of work (retuned while evaluating)
+MARGIN_S = 30                    # no half-round starts this close to --limit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,13 +176,15 @@ def label(n, default, cores, chosen=()):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(prog="bench.py threads", description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--seconds", type=float, default=0.5, help="timed seconds per measurement (default 0.5)")
-    p.add_argument("--limit", type=float, default=900, help="burners stop after this many seconds at most")
+    p = Parser(prog="bench.py threads", description=first_paragraph(__doc__))
+    p.add_argument("--rounds", type=integer(1), default=5)
+    p.add_argument("--seconds", type=number(0), default=0.5, help="timed seconds per measurement (default 0.5)")
+    p.add_argument("--limit", type=number(MARGIN_S), default=900,
+                   help=f"burners stop after this many seconds at most (default 900; no half-round starts in the "
+                        f"last {MARGIN_S})")
     args = p.parse_args(argv)
     if backend.name() != "numpy":
-        raise SystemExit("bench.py threads measures CPU threads; run it on the numpy backend")
+        raise UserError("measures CPU threads; run it on the numpy backend")
     default, cores = backend.threads(), os.cpu_count()    # before anything limits them
     settings = sorted({1, default, cores}) + [AUTO]
     load = [round(v, 2) for v in os.getloadavg()]
@@ -194,7 +199,7 @@ def main(argv):
     for r in range(args.rounds):
         order = settings if r % 2 == 0 else settings[-2::-1] + [AUTO]   # auto last: it measures the machine
         for condition in ("quiet", "busy"):
-            if time.time() > deadline - 30:
+            if time.time() > deadline - MARGIN_S:
                 break
             with Burners(cores, deadline) if condition == "busy" else OtherJobs() as watch:
                 for w, step in steps.items():
@@ -213,6 +218,8 @@ def main(argv):
     print(f"\n{'condition':9} {'workload':10} {'threads':22} {'ms/step':>9} {'ratio to best':>14}   rounds' range")
     for condition in ("quiet", "busy"):
         for w in steps:
+            if not times[condition, w, AUTO]:           # --limit came before this half was measured
+                continue
             med = {n: statistics.median(times[condition, w, n]) for n in settings}
             best = min(settings[:-1], key=med.get)      # the best fixed count
             for n in settings:

@@ -6,7 +6,6 @@ Rounds alternate the two steps in one process on the same batches of binarized M
 is the median over rounds of (engine seconds / hand seconds).  On --device cuda only the engine
 runs (the hand step is NumPy) and steps/s are printed.
 """
-import argparse
 import json
 import statistics
 import time
@@ -19,6 +18,8 @@ from tinydgm.data.mnist import binarized_mnist
 from tinydgm.models.vae import by_hand as hand
 from tinydgm.models.vae import VAE
 from tinydgm.backend import device_rng
+
+from benchmarks._cli import Parser, first_paragraph, integer
 
 
 def engine_stepper(x_all, batch, seed):
@@ -62,10 +63,10 @@ def timed(run, steps, start):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(prog="bench.py vae", description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, nargs="+", default=[100, 1000])
-    p.add_argument("--steps", type=int, default=50, help="steps per round (default 50)")
-    p.add_argument("--rounds", type=int, default=7)
+    p = Parser(prog="bench.py vae", description=first_paragraph(__doc__))
+    p.add_argument("--batch", type=integer(1), nargs="+", default=[100, 1000])
+    p.add_argument("--steps", type=integer(1), default=50, help="steps per round (default 50)")
+    p.add_argument("--rounds", type=integer(1), default=7)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = p.parse_args(argv)
     x_np = binarized_mnist("train")[:20000]

@@ -11,7 +11,6 @@ MNIST; the ratio is the median over rounds of (engine seconds / hand seconds).  
 (K = 5, all three updates) is timed on the engine alone, for reference.  On `--device cuda` both steps
 run on CuPy (the delta rule is written over the array module) and each round ends with a synchronisation.
 """
-import argparse
 import json
 import statistics
 import time
@@ -24,6 +23,8 @@ from tinydgm.data.mnist import binarized_mnist
 from tinydgm.models.wake_sleep import by_hand
 from tinydgm.models.wake_sleep import model as ws
 from tinydgm.backend import device_rng
+
+from benchmarks._cli import Parser, first_paragraph, integer, integers
 
 
 def stepper(step, layers, x_all, batch, seed, **kw):
@@ -49,22 +50,21 @@ def timed(run, steps, start):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(prog="bench.py wake-sleep", description=__doc__.splitlines()[0])
-    p.add_argument("--layers", default="200,200", help="hidden sizes (default 200,200)")
-    p.add_argument("--batch", type=int, nargs="+", default=[25, 100])
-    p.add_argument("--images", type=int, default=5000, help="images per round and contender (default 5000)")
-    p.add_argument("--rounds", type=int, default=7)
+    p = Parser(prog="bench.py wake-sleep", description=first_paragraph(__doc__))
+    p.add_argument("--layers", type=integers(1, "200,200"), default="200,200", help="hidden sizes (default 200,200)")
+    p.add_argument("--batch", type=integer(1), nargs="+", default=[25, 100])
+    p.add_argument("--images", type=integer(1), default=5000, help="images per round and contender (default 5000)")
+    p.add_argument("--rounds", type=integer(1), default=7)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = p.parse_args(argv)
-    layers = [int(n) for n in args.layers.split(",")]
     if args.device == "cuda":
         backend.use("cupy")
     x = backend.asarray(binarized_mnist("train")[:20000])
     for batch in args.batch:
         steps = max(1, args.images // batch)
-        eng = stepper(ws.wake_sleep_step, layers, x, batch, 0)
-        hnd = stepper(by_hand.wake_sleep_step_by_hand, layers, x, batch, 0)
-        rws = stepper(ws.reweighted_step, layers, x, batch, 0, k=5)
+        eng = stepper(ws.wake_sleep_step, args.layers, x, batch, 0)
+        hnd = stepper(by_hand.wake_sleep_step_by_hand, args.layers, x, batch, 0)
+        rws = stepper(ws.reweighted_step, args.layers, x, batch, 0, k=5)
         for run in (eng, hnd, rws):
             run(3, 0)                                          # warm up (allocator, BLAS)
         ratios, te, th, tr = [], [], [], []
@@ -76,7 +76,7 @@ def main(argv):
             ratios.append(t["e"] / t["h"])
             tr.append(timed(rws, steps, r * steps))
         images = steps * batch
-        print(json.dumps({"bench": "wake-sleep", "device": args.device, "layers": [784, *layers], "batch": batch, "images_per_round": images,
+        print(json.dumps({"bench": "wake-sleep", "device": args.device, "layers": [784, *args.layers], "batch": batch, "images_per_round": images,
                           "rounds": args.rounds, "ratio_engine_over_hand": round(statistics.median(ratios), 3),
                           "engine_images_per_s": round(images / statistics.median(te)),
                           "hand_images_per_s": round(images / statistics.median(th)),
