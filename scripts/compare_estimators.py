@@ -22,8 +22,8 @@ K and images is reused, so an interrupted comparison continues where it stopped.
 trains without evaluating (the evaluations, about 40 CPU-minutes each at K = 5000, can come later);
 `--report-only` writes the table and figures from what is there, training and evaluating nothing.
 """
-import argparse
 import concurrent.futures
+import contextlib
 import json
 import math
 import os
@@ -33,6 +33,11 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmarks import _cli as cli  # noqa: E402
+from tinydgm import files  # noqa: E402
 
 MODELS = {
     "vae": (["train", "vae"], "valid_elbo", {
@@ -56,7 +61,7 @@ GRAD_VARIANCE = "--grad-variance-every"
 
 
 def say(line):
-    print(f"compare_estimators: {line}", file=sys.stderr, flush=True)
+    print(f"compare_estimators.py: {line}", file=sys.stderr, flush=True)
 
 
 def tinydgm(*args):
@@ -90,11 +95,6 @@ def accepted(help_text, words):
 def plan(args):
     """The runs to make: [(name, seed, train arguments)], after checking them against the installed --help."""
     base, _, table = MODELS[args.model]
-    names = args.estimators.split(",") if args.estimators else list(table)
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise SystemExit(f"compare_estimators: unknown estimator(s) {', '.join(unknown)} for --model {args.model}; "
-                         f"expected some of {','.join(table)}")
     help_text = subprocess.run(tinydgm(*base[:2], "--help"), capture_output=True, text=True,
                                env=environment()).stdout
     common = ["--threads", "1", "--minutes", str(args.cpu_minutes), "--cpu-minutes", "--quiet"]
@@ -107,7 +107,7 @@ def plan(args):
     if args.epochs_cap:
         common += ["--epochs", str(args.epochs_cap)]
     runs = []
-    for name in names:
+    for name in args.estimators:
         missing = accepted(help_text, table[name])
         if missing:
             say(f"skipped {name}: the installed `tinydgm {' '.join(base[:2])}` does not accept {missing} "
@@ -166,31 +166,28 @@ def one_run(name, seed, train_args, args):
     unfinished = summary is None or summary.get("status") == "interrupted"     # never trained, or cut off
     if unfinished and args.report_only:
         return {**record, "status": "not trained" if summary is None else "interrupted (not continued)"}
-    with open(log, "a") as out:
-        if unfinished:                                                     # continue it
-            config = read_json(os.path.join(run_dir, "config.json"))
-            budget = ["--minutes", str(args.cpu_minutes), "--cpu-minutes",          # this call's budget, as if new
-                      *(["--epochs", str(args.epochs_cap)] if args.epochs_cap else [])]
-            command = tinydgm("train", config.get("model", train_args[1]), "--resume", run_dir, "--threads", "1",
-                              "--quiet", *budget) if config else tinydgm(*train_args, "--out", run_dir)
-            out.write(f"$ {' '.join(command)}\n")
-            out.flush()
-            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=environment())
-            summary = read_json(os.path.join(run_dir, "summary.json"))
-            if summary is None or summary.get("status") == "interrupted":
-                return {**record, "status": f"training failed (exit {done.returncode}; see {log})"}
-        record.update(status=summary.get("status"), epochs=summary.get("epochs"), cpu_s=summary.get("cpu_s"),
-                      time_s=summary.get("time_s"), best_epoch=summary.get("best_epoch"),
-                      valid_best=summary.get(MODELS[args.model][1]))
-        if not summary.get("epochs"):
-            return record
-        result = kept_evaluation(run_dir, args.eval_k, args.eval_limit)      # (--train-only: the table keeps it)
-        if result is None and (args.train_only or args.report_only):
-            return {**record, "status": f"{record['status']}, not evaluated"}
-        if result is None:
-            result = evaluate(run_dir, args, out, log)
-            if isinstance(result, str):
-                return {**record, "status": result}
+    if unfinished:                                                         # continue it
+        config = read_json(os.path.join(run_dir, "config.json"))
+        budget = ["--minutes", str(args.cpu_minutes), "--cpu-minutes",              # this call's budget, as if new
+                  *(["--epochs", str(args.epochs_cap)] if args.epochs_cap else [])]
+        command = tinydgm("train", config.get("model", train_args[1]), "--resume", run_dir, "--threads", "1",
+                          "--quiet", *budget) if config else tinydgm(*train_args, "--out", run_dir)
+        done = logged(command, log)
+        summary = read_json(os.path.join(run_dir, "summary.json"))
+        if summary is None or summary.get("status") == "interrupted":
+            return {**record, "status": f"training failed (exit {done.returncode}; see {log})"}
+    record.update(status=summary.get("status"), epochs=summary.get("epochs"), cpu_s=summary.get("cpu_s"),
+                  time_s=summary.get("time_s"), best_epoch=summary.get("best_epoch"),
+                  valid_best=summary.get(MODELS[args.model][1]))
+    if not summary.get("epochs"):
+        return record
+    result = kept_evaluation(run_dir, args.eval_k, args.eval_limit)          # (--train-only: the table keeps it)
+    if result is None and (args.train_only or args.report_only):
+        return {**record, "status": f"{record['status']}, not evaluated"}
+    if result is None:
+        result = evaluate(run_dir, args, log)
+        if isinstance(result, str):
+            return {**record, "status": result}
     record.update(test_nll=result.get("test_nll"), test_elbo=result.get("test_elbo"), eval_n=result.get("n"),
                   eval_k=result.get("k"))
     if "active_units" in result:
@@ -198,7 +195,28 @@ def one_run(name, seed, train_args, args):
     return record
 
 
-def evaluate(run_dir, args, out, log):
+@contextlib.contextmanager
+def opened(log):
+    """The run's log, open for appending, for a child's output; a fault of the machine is an OutputError."""
+    try:
+        f = open(log, "ab")
+    except OSError as e:
+        raise files.fault(e, log) from None
+    with f:
+        yield f
+
+
+def logged(command, log):
+    """Run `command` and append it to `log`: a `$ command` line, its stderr as it comes, then its stdout."""
+    files.append_line(log, f"$ {' '.join(command)}")
+    with opened(log) as out:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=out, text=True, env=environment())
+    if done.stdout:
+        files.append_line(log, done.stdout)
+    return done
+
+
+def evaluate(run_dir, args, log):
     """-L_K of the best checkpoint on the test images: in shards of --eval-shard images (each kept in the run
     as it finishes, so an interrupted evaluation loses one shard at most), then `tinydgm eval --combine`.
     The last result record, or a line saying what failed."""
@@ -217,11 +235,7 @@ def evaluate(run_dir, args, out, log):
         steps.append([*base, "--combine"])
     result = None
     for words in steps:
-        command = tinydgm(*words)
-        out.write(f"$ {' '.join(command)}\n")
-        out.flush()
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=out, text=True, env=environment())
-        out.write(done.stdout)
+        done = logged(tinydgm(*words), log)
         lines = done.stdout.strip().splitlines()
         result = json.loads(lines[-1]) if done.returncode == 0 and lines else None
         if result is None:
@@ -295,8 +309,7 @@ def write_markdown(path, args, records, means, command):
         lines.append(f"| {r['estimator']} | {r['seed']} | {number(r.get('test_nll'))} | {number(r.get('test_elbo'))} | "
                      f"{number(r.get('epochs'))} | {number(r.get('cpu_s'), 1)} | {number(r.get('valid_best'))} | "
                      f"{r.get('status')} | `{r['run']}` |")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    files.write_text(path, "\n".join(lines) + "\n")
 
 
 def figures(args, records, monitor):
@@ -350,8 +363,11 @@ def figures(args, records, monitor):
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = os.path.join(args.out, file)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        try:
+            with files.writing(path) as f:
+                fig.savefig(f, format="png", dpi=120)
+        finally:
+            plt.close(fig)
         out.append(path)
     return out
 
@@ -359,38 +375,41 @@ def figures(args, records, monitor):
 # ---------------------------------------------------------------- main
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    """The options, every one checked: a mistake is one line naming it, exit code 2, before anything is written."""
+    p = cli.Parser(prog="compare_estimators.py", description=cli.first_paragraph(__doc__))
     p.add_argument("--model", choices=sorted(MODELS), required=True)
-    p.add_argument("--cpu-minutes", type=float, required=True, help="CPU-time budget of each training run")
-    p.add_argument("--seeds", default="0,1", help="comma-separated seeds, the same for every estimator (default 0,1)")
-    p.add_argument("--eval-k", type=int, default=5000, help="importance samples of the test NLL (default 5000)")
-    p.add_argument("--eval-limit", type=int, help="evaluate only the first N test images (default all 10,000)")
-    p.add_argument("--eval-shard", type=int,
+    p.add_argument("--cpu-minutes", type=cli.number(0), required=True, help="CPU-time budget of each training run")
+    p.add_argument("--seeds", type=cli.integers(0, "0,1"), default="0,1",
+                   help="comma-separated seeds, the same for every estimator (default 0,1)")
+    p.add_argument("--eval-k", type=cli.integer(1), default=5000, help="importance samples of the test NLL (default 5000)")
+    p.add_argument("--eval-limit", type=cli.integer(1), help="evaluate only the first N test images (default all 10,000)")
+    p.add_argument("--eval-shard", type=cli.integer(1),
                    help="evaluate all test images in shards of this many, each kept as it finishes (default 2000; "
                         "not with --eval-limit)")
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time, one per core (default 2)")
+    p.add_argument("--jobs", type=cli.integer(1), default=2, help="runs at a time, one per core (default 2)")
     p.add_argument("--out", help="folder for the runs and results (default runs/compare-MODEL)")
     p.add_argument("--estimators", help="comma-separated subset (default all of the model's)")
-    p.add_argument("--limit", type=int, help="train and validate on the first N images (a smoke run)")
-    p.add_argument("--epochs-cap", type=int, help="stop each run after this many epochs even within the budget")
+    p.add_argument("--limit", type=cli.integer(1), help="train and validate on the first N images (a smoke run)")
+    p.add_argument("--epochs-cap", type=cli.integer(1), help="stop each run after this many epochs even within the budget")
     p.add_argument("--train-only", action="store_true", help="train (or continue) the runs, evaluate none of them "
                    "(a later call without it evaluates them; the table then fills in)")
     p.add_argument("--report-only", action="store_true", help="train and evaluate nothing: write the table and "
                    "figures from the runs and kept evaluations there are (a seed not run is named in the table "
                    "and left out of the means)")
     args = p.parse_args(argv)
-    try:
-        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        p.error(f"--seeds: expected integers like 0,1, got {args.seeds!r}")
-    for flag, value in (("--cpu-minutes", args.cpu_minutes), ("--eval-k", args.eval_k), ("--jobs", args.jobs),
-                        ("--eval-limit", args.eval_limit), ("--eval-shard", args.eval_shard), ("--limit", args.limit), ("--epochs-cap", args.epochs_cap)):
-        if value is not None and not value > 0:
-            p.error(f"{flag}: expected a number > 0, got {value}")
+    table = MODELS[args.model][2]
+    args.estimators = [n for n in args.estimators.split(",") if n.strip()] if args.estimators else list(table)
+    unknown = [n for n in args.estimators if n not in table]
+    if unknown or not args.estimators:
+        p.error(f"--estimators: unknown estimator(s) {', '.join(unknown) or repr('')} for --model {args.model}; "
+                f"expected some of {','.join(table)}")
+    for flag, values in (("--estimators", args.estimators), ("--seeds", args.seeds)):
+        if len(set(values)) < len(values):
+            p.error(f"{flag}: each one once (they name the run folders), got {','.join(map(str, values))}")
+    if args.eval_limit and args.eval_limit > TEST_IMAGES:
+        p.error(f"--eval-limit: expected at most {TEST_IMAGES:,} (the test images), got {args.eval_limit}")
     if args.train_only and args.report_only:
         p.error("--report-only: trains nothing, so not with --train-only")
-    if not args.seeds:
-        p.error("--seeds: give at least one seed")
     if args.eval_shard and args.eval_limit:
         p.error("--eval-shard: the shards tile all 10,000 test images; with --eval-limit N there is one shard")
     args.eval_shard = args.eval_shard or 2000
@@ -398,28 +417,52 @@ def parse(argv):
     return args
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse(argv)
-    os.makedirs(args.out, exist_ok=True)
-    runs = plan(args)
-    monitor = MODELS[args.model][1]
-    say(f"{len(runs)} runs, {args.jobs} at a time, {args.cpu_minutes} CPU-minutes each, into {args.out}")
+def finite(value):
+    """`value` with each NaN or infinity made null: JSON has none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def run_all(runs, args):
+    """Each run's record, `--jobs` at a time; on Ctrl-C or an error no further run is started."""
     records = [None] * len(runs)
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {pool.submit(one_run, name, seed, train_args, args): i
                    for i, (name, seed, train_args) in enumerate(runs)}
-        for future in concurrent.futures.as_completed(futures):
-            r = records[futures[future]] = future.result()
-            say(f"{r['estimator']} seed {r['seed']}: {r.get('status')}, test NLL {number(r.get('test_nll'))}, "
-                f"{r.get('epochs')} epochs, {r.get('cpu_s')} CPU s")
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                r = records[futures[future]] = future.result()
+                say(f"{r['estimator']} seed {r['seed']}: {r.get('status')}, test NLL {number(r.get('test_nll'))}, "
+                    f"{r.get('epochs')} epochs, {r.get('cpu_s')} CPU s")
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)     # the runs under way stop on their own Ctrl-C
+            raise
+    return records
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse(argv)
+    files.check_writable(args.out)
+    runs = plan(args)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise files.fault(e, args.out) from None
+    monitor = MODELS[args.model][1]
+    say(f"{len(runs)} runs, {args.jobs} at a time, {args.cpu_minutes} CPU-minutes each, into {args.out}")
+    records = run_all(runs, args)
     means = summarise(records, monitor)
     command = " ".join(["python", "scripts/compare_estimators.py", *argv])
     result = {"model": args.model, "command": command, "cpu_minutes": args.cpu_minutes, "seeds": args.seeds,
               "eval_k": args.eval_k, "eval_limit": args.eval_limit, "runs": records, "mean": means}
     result["figures"] = figures(args, records, monitor)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    files.write_json(os.path.join(args.out, "results.json"), finite(result))
     write_markdown(os.path.join(args.out, "results.md"), args, records, means, command)
     print(json.dumps({"out": args.out, "results": os.path.join(args.out, "results.md"), "figures": result["figures"],
                       "mean": {m["estimator"]: m.get("test_nll") for m in means}}))
@@ -431,4 +474,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run("compare_estimators.py", main,
+                     interrupted="interrupted; the same command continues where it stopped"))

@@ -101,16 +101,20 @@ def test_what_the_installed_command_does_not_accept_is_named(capsys):
     assert compare.accepted(text, ["--estimator", "nvil"]) == "the option --estimator"
 
 
-def test_unknown_estimator_and_bad_options(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="unknown estimator.*nvil for --model vae; expected some of elbo,"):
-        compare.main(["--model", "vae", "--cpu-minutes", "1", "--estimators", "elbo,nvil", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        compare.main(["--model", "vae", "--cpu-minutes", "0", "--out", str(tmp_path)])
-    assert "--cpu-minutes: expected a number > 0, got 0.0" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        compare.main(["--model", "vae", "--cpu-minutes", "1", "--eval-limit", "20", "--eval-shard", "10",
-                      "--out", str(tmp_path)])
-    assert "--eval-shard: the shards tile all 10,000 test images; with --eval-limit N" in capsys.readouterr().err
+@pytest.mark.parametrize("options, line", [
+    (["--estimators", "elbo,nvil"], "--estimators: unknown estimator(s) nvil for --model vae; expected some of elbo,"),
+    (["--cpu-minutes", "0"], "argument --cpu-minutes: expected a finite number > 0, got '0'"),
+    (["--eval-limit", "20", "--eval-shard", "10"],
+     "--eval-shard: the shards tile all 10,000 test images; with --eval-limit N"),
+])
+def test_unknown_estimator_and_bad_options(tmp_path, capsys, options, line):
+    """One line naming the option, exit code 2, and no folder made."""
+    out = tmp_path / "c"
+    with pytest.raises(SystemExit) as stop:
+        compare.main(["--model", "vae", "--cpu-minutes", "1", *options, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("compare_estimators.py: error: ") and len(err.splitlines()) == 1
+    assert line in err and not out.exists()
 
 
 def test_estimators_the_command_lacks_are_skipped_with_a_message(monkeypatch, capsys, tmp_path):
