@@ -14,8 +14,9 @@ once: the code moved) or error.  The working tree is never modified.
 
 The list was written from the source's mathematics, before the tests meant to catch it
 (issue 17, item 4), and committed first.  Exit status: 0 when every mutation is caught, 1 when one
-survives, is stale or errs, 2 when the unmutated tests fail in the copy, 130 when interrupted
-(SIGINT, SIGTERM, SIGHUP: the copies are removed and their tests killed).
+survives, is stale or errs, 2 when the unmutated tests fail in the copy or an option is wrong (one line,
+checked before anything runs), 130 when interrupted (SIGINT, SIGTERM, SIGHUP: the copies are removed and
+their tests killed).
 """
 import argparse
 import collections
@@ -30,6 +31,12 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmarks import _cli as cli  # noqa: E402
+from tinydgm import files  # noqa: E402
+from tinydgm.errors import UserError  # noqa: E402
 
 Mutation = collections.namedtuple("Mutation", "id path old new description tests")
 
@@ -489,7 +496,7 @@ def run(cmd, copy, timeout):
     t0 = time.perf_counter()
     with _LIVE_LOCK:
         if _STOPPING.is_set():
-            raise KeyboardInterrupt("mutate: stopping")
+            raise KeyboardInterrupt("mutate.py: stopping")
         p = subprocess.Popen(cmd, cwd=copy, env=environment(copy), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
         _LIVE.add(p)
@@ -523,7 +530,7 @@ def stop_children():
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"mutate: signal {signum}")
+    raise KeyboardInterrupt(f"mutate.py: signal {signum}")
 
 
 def pytest_cmd(tests):
@@ -544,7 +551,7 @@ def check_import(copy):
     rc, out, _ = run([sys.executable, "-c", "import tinydgm; print(tinydgm.__file__)"], copy, 120)
     where = out.strip().splitlines()[-1] if out.strip() else ""
     if rc != 0 or not os.path.realpath(where).startswith(os.path.realpath(copy) + os.sep):
-        sys.exit(f"mutate: `import tinydgm` in the copy gives {where or out!r}, not {copy}/tinydgm")
+        sys.exit(f"mutate.py: `import tinydgm` in the copy gives {where or out!r}, not {copy}/tinydgm")
     return where
 
 
@@ -640,18 +647,28 @@ def select(args):
         ids = [s for part in args.only for s in part.split(",") if s]
         unknown = set(ids) - {mut.id for mut in MUTATIONS}
         if unknown:
-            sys.exit(f"mutate: no mutation with id {', '.join(sorted(unknown))}")
+            raise UserError(f"--only: no mutation with id {', '.join(sorted(unknown))}")
         chosen = [mut for mut in chosen if mut.id in ids]
     if args.k:
         chosen = [mut for mut in chosen if args.k in mut.id or args.k in mut.path]
     return chosen
 
 
+def check_report(path):
+    """The report can be written: its folder exists and takes a file (checked before the mutations run)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"--out {path}: a folder; expected the path of the markdown report")
+    if not os.path.isdir(folder):
+        raise UserError(f"--out {path}: the folder {folder} does not exist; create it or choose another path")
+    files.check_writable(folder)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--jobs", type=int, default=2, help="mutations run at once (default 2, one per core)")
-    p.add_argument("--timeout", type=float, default=300, help="seconds per mutation (default 300)")
+    p = cli.Parser(prog="mutate.py", description=__doc__.split("\n\n")[0],
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=cli.integer(1), default=2, help="mutations run at once (default 2, one per core)")
+    p.add_argument("--timeout", type=cli.number(0), default=300, help="seconds per mutation (default 300)")
     p.add_argument("--out", default="mutation-report.md", help="markdown report (default mutation-report.md)")
     p.add_argument("--only", action="append", metavar="ID[,ID]", help="run only these mutations")
     p.add_argument("-k", metavar="SUBSTRING", help="run only mutations whose id or path contains SUBSTRING")
@@ -661,12 +678,13 @@ def main(argv=None):
     ids = [mut.id for mut in MUTATIONS]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
-        sys.exit(f"mutate: duplicate ids {sorted(dup)}")
+        sys.exit(f"mutate.py: duplicate ids {sorted(dup)}")
     selected = select(args)
     if args.list:
         return print_list(selected, args.tests)
     if not selected:
-        sys.exit("mutate: no mutation selected")
+        raise UserError("no mutation selected (see --list)")
+    check_report(args.out)
 
     results, todo, missing = {}, [], set()
     for mut in selected:
@@ -680,7 +698,7 @@ def main(argv=None):
         else:
             todo.append((mut, tests))
     for name in sorted(missing):
-        print(f"mutate: {name} is named in the list but does not exist; skipped", file=sys.stderr)
+        print(f"mutate.py: {name} is named in the list but does not exist; skipped", file=sys.stderr)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
@@ -689,14 +707,14 @@ def main(argv=None):
         copies = [make_copy(parent, i) for i in range(max(1, min(args.jobs, len(todo) or 1)))]
         for copy in copies:
             where = check_import(copy)
-        print(f"mutate: {len(copies)} copies under {parent}; tinydgm imported from {where}", file=sys.stderr)
+        print(f"mutate.py: {len(copies)} copies under {parent}; tinydgm imported from {where}", file=sys.stderr)
         all_tests = sorted({t for _, tests in todo for t in tests})
         if all_tests:
-            print(f"mutate: baseline, {len(all_tests)} test paths unmutated ...", file=sys.stderr)
+            print(f"mutate.py: baseline, {len(all_tests)} test paths unmutated ...", file=sys.stderr)
             failed = baseline(copies, all_tests, args.timeout)
             if failed:
                 print(failed[-6000:], file=sys.stderr)
-                print("mutate: the unmutated tests fail in the copy; fix that first (no mutation run)", file=sys.stderr)
+                print("mutate.py: the unmutated tests fail in the copy; fix that first (no mutation run)", file=sys.stderr)
                 return 2
 
         free = queue.Queue()
@@ -732,15 +750,17 @@ def main(argv=None):
               f"`python scripts/mutate.py {' '.join(argv if argv is not None else sys.argv[1:])}`")
     text = report(ordered, missing, header)
     print(text)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"mutate: report written to {args.out}", file=sys.stderr)
+    files.write_text(args.out, text)
+    print(f"mutate.py: report written to {args.out}", file=sys.stderr)
     return 1 if any(r.result in ("SURVIVED", "stale", "error") for r in ordered) else 0
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
+    except UserError as e:
+        print(f"mutate.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt as e:
-        print(f"{e or 'mutate: interrupted'}; copies removed, no test left running", file=sys.stderr)
+        print(f"{e or 'mutate.py: interrupted'}; copies removed, no test left running", file=sys.stderr)
         sys.exit(130)
