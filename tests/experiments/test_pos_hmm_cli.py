@@ -2,12 +2,13 @@
 import gzip
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from tinydgm import cli
+from tinydgm import cli, plots
 from tinydgm.models.loglinear.features import FEATURE_SETS, conjoin, word_features
 from tinydgm.checkpoint import load_state
 
@@ -87,7 +88,7 @@ def test_train_resume_and_eval(tiny_corpus, tmp_path, capsys, mode, features):
     assert_scores_recomputed(summary["final"], out, "last", tiny_corpus)
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["model"] == "loglinear"
-    config["iterations"] = 3                                   # one more epoch on resume
+    config["epochs"] = 3                                       # one more epoch on resume
     json.dump(config, open(os.path.join(out, "config.json"), "w"))
     assert cli.main(["train", "loglinear", "--resume", out, "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -153,3 +154,213 @@ def test_eval_on_another_corpus_is_one_line_naming_the_checkpoint(tiny_corpus, t
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{out}/last.npz: not a checkpoint of this loglinear run's model" in err
     assert "emission weights" in err
+
+
+# ---- the shared rules: budgets, --limit, exact L-BFGS iterations, values checked, eval keeps its result ----
+
+def count_lbfgs_steps(monkeypatch):
+    """A list that grows by one at every L-BFGS iteration (direct mode) from now on."""
+    from tinydgm.models.loglinear.lbfgs import LBFGS
+    steps, step = [], LBFGS.step
+
+    def counted(self, *a, **k):
+        steps.append(1)
+        return step(self, *a, **k)
+    monkeypatch.setattr(LBFGS, "step", counted)
+    return steps
+
+
+def metrics(run_dir):
+    """The epochs' records of a run's metrics.jsonl (not the resume events)."""
+    return [r for r in map(json.loads, open(os.path.join(run_dir, "metrics.jsonl"))) if "event" not in r]
+
+
+DIRECT = ["--states", "3", "--features", "rich", "--mode", "direct", "--quiet"]
+
+
+@pytest.mark.parametrize("iterations, round_, rounds", [(5, 20, [5]), (5, 2, [2, 2, 1])])
+def test_direct_mode_runs_exactly_the_iterations_asked(tiny_corpus, tmp_path, capsys, monkeypatch,
+                                                       iterations, round_, rounds):
+    """--epochs N is N L-BFGS iterations: full rounds of --lbfgs-round, then only the remainder."""
+    steps = count_lbfgs_steps(monkeypatch)
+    out = str(tmp_path / "r")
+    assert cli.main(["train", "loglinear", "--data", tiny_corpus, *DIRECT, "--epochs", str(iterations),
+                     "--lbfgs-round", str(round_), "--out", out]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(steps) == iterations and summary["epochs"] == len(rounds)
+    done = [r["lbfgs_iterations"] for r in metrics(out)]
+    assert done == list(np.cumsum(rounds))
+
+
+def test_direct_mode_remainder_resumes_bit_for_bit(tiny_corpus, tmp_path, capsys, monkeypatch):
+    """5 iterations in rounds of 2 (2, 2, 1) = 3 (2, 1), then `--resume --epochs 5` (2): the same θ, 5 steps in all."""
+    steps = count_lbfgs_steps(monkeypatch)
+    common = ["--data", tiny_corpus, *DIRECT, "--lbfgs-round", "2"]
+    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+    assert cli.main(["train", "loglinear", *common, "--iterations", "5", "--out", straight]) == 0
+    assert len(steps) == 5
+    assert cli.main(["train", "loglinear", *common, "--iterations", "3", "--out", split]) == 0
+    assert cli.main(["train", "loglinear", "--resume", split, "--epochs", "5", "--quiet"]) == 0
+    assert len(steps) == 10
+    assert [r["lbfgs_iterations"] for r in metrics(split)] == [2, 3, 5]
+    a, _ = load_state(os.path.join(straight, "last"))
+    b, _ = load_state(os.path.join(split, "last"))
+    for key in ("start", "trans", "w"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_minutes_and_cpu_minutes_budget_a_run(tiny_corpus, tmp_path, capsys, monkeypatch, clock):
+    """--minutes M [--cpu-minutes] ends at the epoch boundary nearest M (here: after one epoch); --resume
+    --epochs N then trades the time budget for N epochs in all."""
+    from tinydgm.experiments import runs
+    calls, fit = [], runs.fit
+    monkeypatch.setattr(runs, "fit", lambda *a, **k: calls.append(k) or fit(*a, **k))
+    out = str(tmp_path / "r")
+    budget = ["--minutes", "1e-6"] + ["--cpu-minutes"] * (clock == "cpu")
+    assert cli.main(["train", "loglinear", "--data", tiny_corpus, "--states", "2", "--features", "rich",
+                     "--mode", "em", "--out", out, "--quiet", *budget]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "done" and summary["epochs"] == 1
+    assert calls[-1]["minutes"] == 1e-6 and calls[-1]["clock"] == clock
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["minutes"] == 1e-6 and config["cpu_minutes"] == (clock == "cpu") and config["epochs"] is None
+    assert cli.main(["train", "loglinear", "--resume", out, "--epochs", "3", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 3 and calls[-1]["minutes"] is None
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["minutes"] is None and config["epochs"] == 3 and not config["cpu_minutes"]
+
+
+def test_limit_trains_on_the_first_sentences(tiny_corpus, tmp_path, capsys):
+    """--limit 20 is the run a folder of the first 20 sentences gives: the same scores, recomputed here; eval too."""
+    first = tmp_path / "first"
+    first.mkdir()
+    text = open(os.path.join(tiny_corpus, "tiny.conllu"), encoding="utf-8").read()
+    (first / "first.conllu").write_text("\n\n".join(text.split("\n\n")[:20]) + "\n\n", encoding="utf-8")
+    out = str(tmp_path / "r")
+    assert cli.main(["train", "loglinear", "--data", tiny_corpus, "--limit", "20", "--states", "3",
+                     "--features", "rich", "--mode", "em", "--epochs", "2", "--out", out, "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert_scores_recomputed(summary["final"], out, "last", str(first))
+    assert json.load(open(os.path.join(out, "config.json")))["limit"] == 20
+    assert cli.main(["eval", out]) == 0                      # on the run's own corpus: its first 20 sentences
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["sentences"] == 20
+    assert_scores_recomputed(result, out, "last", str(first))
+
+
+@pytest.mark.parametrize("bad, option", [
+    (["--kappa", "inf"], "--kappa"), (["--kappa", "nan"], "--kappa"), (["--init-scale", "nan"], "--init-scale"),
+    (["--init-scale", "inf"], "--init-scale"), (["--init-scale", "0"], "--init-scale"),
+    (["--minutes", "inf"], "--minutes"), (["--minutes", "nan"], "--minutes"), (["--minutes", "0"], "--minutes"),
+    (["--seed", "-1"], "--seed"), (["--limit", "0"], "--limit"), (["--states", "0"], "--states"),
+    (["--epochs", "0"], "--epochs"), (["--iterations", "-2"], "--epochs"), (["--lbfgs-round", "0"], "--lbfgs-round")])
+def test_values_out_of_range_are_one_line_and_leave_no_folder(tiny_corpus, tmp_path, capsys, bad, option):
+    out = tmp_path / "r"
+    assert cli.main(["train", "loglinear", "--data", tiny_corpus, "--states", "2", "--epochs", "1",
+                     "--out", str(out), "--quiet", *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"tinydgm: error: {option}") and not out.exists()
+
+
+def snapshot(folder):
+    """name -> (bytes, inode, mtime) of every file in `folder`."""
+    out = {}
+    for name in os.listdir(folder):
+        path, st = os.path.join(folder, name), os.stat(os.path.join(folder, name))
+        out[name] = (open(path, "rb").read(), st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def test_eval_keeps_its_result_and_leaves_the_training_files_alone(tiny_corpus, tmp_path, capsys, monkeypatch):
+    """Each eval request gets a file of its own and a line of evals.jsonl; training's files stay as they were.
+    A copy of the run's corpus elsewhere is the run's corpus; other sentences (here one more) are kept apart."""
+    import shutil
+    out = str(tmp_path / "r")
+    assert cli.main(["train", "loglinear", "--data", tiny_corpus, "--states", "3", "--features", "basic",
+                     "--mode", "em", "--epochs", "2", "--out", out, "--quiet"]) == 0
+    trained = snapshot(out)
+    assert "top_words.json" in trained and "summary.json" in trained
+    capsys.readouterr()
+    copy, other = tmp_path / "copy", tmp_path / "other"
+    shutil.copytree(tiny_corpus, copy)
+    shutil.copytree(tiny_corpus, other)
+    text = (other / "tiny.conllu").read_text(encoding="utf-8")
+    (other / "tiny.conllu").write_text(text + text.split("\n\n")[0] + "\n\n", encoding="utf-8")  # the same words
+    requests = [([], "eval-corpus-last.json"), (["--checkpoint", "best"], "eval-corpus.json"),
+                (["--data", tiny_corpus], "eval-corpus-last.json"), (["--data", str(copy)], "eval-corpus-last.json"),
+                (["--data", str(other)], None)]
+    figures = plots.available()
+    for extra, name in requests:
+        assert cli.main(["eval", out, *extra]) == 0
+        monkeypatch.setattr(plots, "available", lambda: False)  # figures once (they take the time)
+        printed = capsys.readouterr().out.strip().splitlines()
+        assert len(printed) == 1
+        result = json.loads(printed[0])
+        lines = [json.loads(line) for line in open(os.path.join(out, "evals.jsonl"))]
+        file = lines[-1]["file"]
+        assert name is None or file == name
+        assert json.load(open(os.path.join(out, file))) == result == {k: v for k, v in lines[-1].items() if k != "file"}
+        assert result["checkpoint"] == (extra[1] if extra[:1] == ["--checkpoint"] else "last")
+        assert result["status"] == "ok" and result["epochs_trained"] == 2
+        data = extra[1] if extra[:1] == ["--data"] else tiny_corpus
+        assert_scores_recomputed(result, out, result["checkpoint"], data)
+        assert {k: v for k, v in snapshot(out).items() if k in trained} == trained
+        assert all(os.path.isfile(os.path.join(out, f)) and f not in trained for f in result["files"])
+    assert len(lines) == 5 and lines[-1]["data"] == str(other) and lines[-1]["sentences"] == 61
+    assert lines[0]["files"] == ["eval-corpus-last-top_words.json"] + ["eval-corpus-last-confusion_xpos.png",
+                                                                      "eval-corpus-last-confusion_upos.png"] * figures
+    assert re.fullmatch(r"eval-corpus-last-data[0-9a-f]{8}\.json", lines[-1]["file"])
+    assert lines[-1]["files"][0] == lines[-1]["file"][:-5] + "-top_words.json"
+
+
+def test_eval_checks_the_run_folder_is_writable_first(tiny_corpus, tmp_path, capsys, monkeypatch):
+    import errno
+    from tinydgm import files
+    from tinydgm.experiments import pos_hmm
+    out = str(tmp_path / "r")
+    assert cli.main(["train", "loglinear", "--data", tiny_corpus, "--states", "2", "--features", "basic",
+                     "--mode", "em", "--epochs", "1", "--out", out, "--quiet"]) == 0
+    capsys.readouterr()
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(files.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(pos_hmm, "load_corpus", lambda *a: pytest.fail("computed before checking the folder"))
+    assert cli.main(["eval", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and out in err and "read-only" in err
+    assert not os.path.exists(os.path.join(out, "evals.jsonl"))
+
+
+def test_resume_takes_the_same_corpus_found_elsewhere_and_no_other(tiny_corpus, tmp_path, capsys):
+    import shutil
+    out, copy, other = str(tmp_path / "r"), tmp_path / "copy", tmp_path / "other"
+    assert cli.main(["train", "loglinear", "--data", tiny_corpus, "--states", "2", "--features", "basic",
+                     "--mode", "em", "--epochs", "1", "--out", out, "--quiet"]) == 0
+    shutil.copytree(tiny_corpus, copy)
+    shutil.copytree(tiny_corpus, other)
+    text = (other / "tiny.conllu").read_text(encoding="utf-8")
+    (other / "tiny.conllu").write_text(text + text.split("\n\n")[0] + "\n\n", encoding="utf-8")  # the same words
+    capsys.readouterr()
+    assert cli.main(["train", "loglinear", "--resume", out, "--data", str(other), "--epochs", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not the corpus" in err and len(metrics(out)) == 1
+    assert cli.main(["train", "loglinear", "--resume", out, "--data", str(copy), "--epochs", "2", "--quiet"]) == 0
+    assert len(metrics(out)) == 2 and json.load(open(os.path.join(out, "config.json")))["data"] == str(copy)
+
+
+def test_a_run_from_before_the_budget_options_resumes_and_evaluates(tiny_corpus, tmp_path, capsys):
+    """A config.json with "iterations" and without the newer keys: --resume trains to its iterations, eval works."""
+    out = str(tmp_path / "r")
+    assert cli.main(["train", "loglinear", "--data", tiny_corpus, "--states", "2", "--features", "basic",
+                     "--mode", "em", "--epochs", "1", "--out", out, "--quiet"]) == 0
+    config = json.load(open(os.path.join(out, "config.json")))
+    for key in ("epochs", "minutes", "cpu_minutes", "limit", "corpus_sha256"):
+        del config[key]
+    json.dump({**config, "iterations": 2}, open(os.path.join(out, "config.json"), "w"))
+    assert cli.main(["train", "loglinear", "--resume", out, "--quiet"]) == 0
+    assert len(metrics(out)) == 2
+    assert cli.main(["eval", out]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["status"] == "ok"
