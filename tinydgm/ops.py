@@ -9,11 +9,12 @@ Conventions at kinks: relu'(0) = 0; maximum sends the gradient of a tie to its f
 max over an axis splits it evenly among the tied entries; clip passes it at the bounds.
 """
 import builtins
+import sys
 
 import numpy
 
 from tinydgm import backend, numerics
-from tinydgm.tensor import Op, Tensor, apply, unwrap
+from tinydgm.tensor import Op, Tensor, apply, bind_ops, unwrap
 
 
 def primitive(forward):
@@ -373,53 +374,8 @@ def concatenate(xs, axis=0):
     return _concatenate(*xs, axis=axis)
 
 
-def _tensor_or_index(i):
-    if isinstance(i, Tensor):
-        return i.data
-    if isinstance(i, tuple):
-        return tuple(_tensor_or_index(j) for j in i)
-    return i
-
-
 # =============================================================================================
-# Installing the operators on Tensor
+# Tensor's operators (written in tensor.py's Tensor class) call the ops of this module
 # =============================================================================================
 
-def _pow(x, c):
-    if isinstance(c, Tensor):
-        raise TypeError("power: the exponent must be a constant (a number or an array), not a Tensor")
-    return power(x, c)
-
-
-def _install():
-    T = Tensor
-    T.__add__ = lambda x, y: add(x, y)
-    T.__radd__ = lambda x, y: add(y, x)
-    T.__sub__ = lambda x, y: subtract(x, y)
-    T.__rsub__ = lambda x, y: subtract(y, x)
-    T.__mul__ = lambda x, y: multiply(x, y)
-    T.__rmul__ = lambda x, y: multiply(y, x)
-    T.__truediv__ = lambda x, y: divide(x, y)
-    T.__rtruediv__ = lambda x, y: divide(y, x)
-    T.__neg__ = lambda x: negative(x)
-    T.__pow__ = _pow
-    T.__matmul__ = lambda x, y: matmul(x, y)
-    T.__rmatmul__ = lambda x, y: matmul(y, x)
-    T.__getitem__ = lambda x, i: getitem(x, _tensor_or_index(i))
-    for name in ("lt", "le", "gt", "ge"):           # comparisons give plain boolean arrays
-        cmp = getattr(numpy, {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}[name])
-        setattr(T, f"__{name}__", lambda x, y, cmp=cmp: cmp(x.data, unwrap(y)))
-    T.T = property(lambda x: transpose(x))
-    T.sum = lambda x, axis=None, keepdims=False: sum(x, axis=axis, keepdims=keepdims)
-    T.mean = lambda x, axis=None, keepdims=False: mean(x, axis=axis, keepdims=keepdims)
-    T.max = lambda x, axis=None, keepdims=False: max(x, axis=axis, keepdims=keepdims)
-    T.logsumexp = lambda x, axis=None, keepdims=False: logsumexp(x, axis=axis, keepdims=keepdims)
-    T.reshape = lambda x, *shape: reshape(x, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
-    T.transpose = lambda x, *axes: transpose(x, (axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes) or None)
-    T.exp, T.log, T.tanh, T.sigmoid = exp, log, tanh, sigmoid
-    T.softplus, T.log_sigmoid, T.relu = softplus, log_sigmoid, relu
-    T.clip = lambda x, a_min, a_max: clip(x, a_min, a_max)
-    T.broadcast_to = lambda x, shape: broadcast_to(x, shape)
-
-
-_install()
+bind_ops(sys.modules[__name__])

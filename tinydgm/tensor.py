@@ -1,7 +1,10 @@
 """Tensor: an array, its gradient, and how it was made; reverse-mode `backward` over the graph.
 
-The primitive ops and their derivatives live in `ops.py`, which installs the operators
-(+, *, @, ...) on Tensor; this module knows nothing about any particular op.
+The primitive ops and their derivatives live in `ops.py`.  Tensor's operators (+, *, @, .sum, ...)
+are written in its class body below, each calling the op of `ops.py` it names, as `ops.add(...)`.
+`ops.py` imports this module, so this module cannot import `ops.py`: instead `ops.py` ends with
+`bind_ops(<itself>)`, which sets the module-level name `ops` here (see "Tensor's ops" below).
+Apart from those operators, this module knows nothing about any particular op.
 """
 import contextlib
 
@@ -13,12 +16,39 @@ _grad_enabled = [True]      # a list, so that no_grad can flip it in place
 _FREED = "freed"            # a non-leaf's _ctx once backward has walked it (unless retain_graph)
 
 
+# ---------------------------------------------------------------------------------------------
+# Tensor's ops: the functions of ops.py, bound late
+# ---------------------------------------------------------------------------------------------
+
+ops = None    # the module tinydgm.ops, whose functions Tensor's operators call; set by bind_ops
+
+
+def bind_ops(module):
+    """Give Tensor's operators the ops of `module`: ops.py calls this at its end, once (it imports
+    this module, so this module cannot import it).  `import tinydgm` imports both."""
+    global ops
+    ops = module
+
+
+# ---------------------------------------------------------------------------------------------
+# Ops and tensors
+# ---------------------------------------------------------------------------------------------
+
 class Op:
     """A primitive: its forward (xp, *arrays, **kw) -> array and one derivative rule per input."""
     __slots__ = ("name", "forward", "vjps", "vjp_argnum")
 
     def __init__(self, name, forward):
         self.name, self.forward, self.vjps, self.vjp_argnum = name, forward, (), None
+
+    def vjp(self, i, g, ans, inputs, kw):
+        """g · d ans / d inputs[i], by the rule for input i (given the op's output and inputs)."""
+        if self.vjp_argnum is not None:
+            return self.vjp_argnum(i, g, ans, *inputs, **kw)
+        rule = self.vjps[i] if i < len(self.vjps) else None
+        if rule is None:
+            raise RuntimeError(f"{self.name}: input {i} is not differentiable")
+        return rule(g, ans, *inputs, **kw)
 
     def __repr__(self):
         return f"<op {self.name}>"
@@ -85,6 +115,51 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    # -- operators: each calls the op of ops.py it names (`ops` is bound late: see bind_ops) ---
+    def __add__(self, other): return ops.add(self, other)
+    def __radd__(self, other): return ops.add(other, self)
+    def __sub__(self, other): return ops.subtract(self, other)
+    def __rsub__(self, other): return ops.subtract(other, self)
+    def __mul__(self, other): return ops.multiply(self, other)
+    def __rmul__(self, other): return ops.multiply(other, self)
+    def __truediv__(self, other): return ops.divide(self, other)
+    def __rtruediv__(self, other): return ops.divide(other, self)
+    def __matmul__(self, other): return ops.matmul(self, other)
+    def __rmatmul__(self, other): return ops.matmul(other, self)
+    def __neg__(self): return ops.negative(self)
+
+    def __pow__(self, c):
+        if isinstance(c, Tensor):
+            raise TypeError("power: the exponent must be a constant (a number or an array), not a Tensor")
+        return ops.power(self, c)
+
+    def __getitem__(self, index): return ops.getitem(self, _index_arrays(index))
+
+    T = property(lambda self: ops.transpose(self))
+    def transpose(self, *axes): return ops.transpose(self, _one_or_many(axes) or None)
+    def reshape(self, *shape): return ops.reshape(self, _one_or_many(shape))
+    def broadcast_to(self, shape): return ops.broadcast_to(self, shape)
+
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return ops.max(self, axis=axis, keepdims=keepdims)
+    def logsumexp(self, axis=None, keepdims=False): return ops.logsumexp(self, axis=axis, keepdims=keepdims)
+
+    def exp(self): return ops.exp(self)
+    def log(self): return ops.log(self)
+    def tanh(self): return ops.tanh(self)
+    def sigmoid(self): return ops.sigmoid(self)
+    def softplus(self): return ops.softplus(self)
+    def log_sigmoid(self): return ops.log_sigmoid(self)
+    def relu(self): return ops.relu(self)
+    def clip(self, a_min, a_max): return ops.clip(self, a_min, a_max)
+
+    # comparisons are not ops (nothing to differentiate): they give plain boolean arrays
+    def __lt__(self, other): return numpy.less(self.data, unwrap(other))
+    def __le__(self, other): return numpy.less_equal(self.data, unwrap(other))
+    def __gt__(self, other): return numpy.greater(self.data, unwrap(other))
+    def __ge__(self, other): return numpy.greater_equal(self.data, unwrap(other))
+
     # -- reverse mode ----------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d self / d leaf into every leaf's `.grad` (`grad`: the cotangent of self), then
@@ -125,6 +200,20 @@ def _as_float_array(data):
 def unwrap(x):
     """The array inside a Tensor; anything else as it is."""
     return x.data if isinstance(x, Tensor) else x
+
+
+def _index_arrays(index):
+    """An index with the arrays inside any Tensors in it (x[t], x[t, 0], ...)."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(_index_arrays(i) for i in index)
+    return index
+
+
+def _one_or_many(args):
+    """reshape(2, 3) and reshape((2, 3)) alike: a lone non-integer argument is the whole tuple."""
+    return args[0] if len(args) == 1 and not isinstance(args[0], int) else args
 
 
 def tensor(data, requires_grad=False):
@@ -205,45 +294,55 @@ def _toposort(root):
 
 
 def _backpropagate(root, grad, retain_graph=False):
-    """Walk the graph once in reverse topological order, freeing each cotangent once used and,
+    """The chain rule, once over the graph in reverse topological order: each node's cotangent
+    (d root / d node, complete once all its users are walked) goes through its op's vector-Jacobian
+    products to its inputs, and into `.grad` at the leaves.  Each cotangent is freed once used and,
     unless `retain_graph`, each node's record of its inputs (so their arrays can go)."""
     cotangents = {id(root): grad}
-    handed_out = set()        # arrays already stored in some leaf's .grad: never alias them
+    leaf_grads = _LeafGrads()
     order = _toposort(root)
     while order:
-        node = order.pop()    # outputs first; popped, so a freed node's inputs are released as we go
+        node = order.pop()    # outputs first; popped, so a walked node's inputs are released as we go
         g = cotangents.pop(id(node), None)
         if g is None:
             continue
-        if node._ctx is None:                              # a leaf: accumulate
-            if g.dtype != node.data.dtype:                 # a leaf's grad has the leaf's dtype, even
-                g = g.astype(node.data.dtype)              # where it met a float64 constant on the way
-            if node.grad is not None:
-                node.grad = node.grad + g
-            else:
-                if id(g) in handed_out or not _owns(g):
-                    g = g.copy()
-                handed_out.add(id(g))
-                node.grad = g
-            if isinstance(node.grad, numpy.generic):       # NumPy gives 0-d results as scalars
-                node.grad = numpy.asarray(node.grad)
+        if node._ctx is None:                    # a leaf: g joins its .grad
+            leaf_grads.accumulate(node, g)
             continue
         op, args, kw = node._ctx
         if not retain_graph:
             node._ctx = _FREED
         datas = [a.data if isinstance(a, Tensor) else a for a in args]
-        for i, a in enumerate(args):
-            if not (isinstance(a, Tensor) and a.requires_grad):
-                continue
-            if op.vjp_argnum is not None:
-                gi = op.vjp_argnum(i, g, node.data, *datas, **kw)
-            else:
-                rule = op.vjps[i] if i < len(op.vjps) else None
-                if rule is None:
-                    raise RuntimeError(f"{op.name}: input {i} is not differentiable")
-                gi = rule(g, node.data, *datas, **kw)
-            prev = cotangents.get(id(a))
-            cotangents[id(a)] = gi if prev is None else prev + gi
+        for i, a in enumerate(args):             # each input that needs one gets its share of g
+            if isinstance(a, Tensor) and a.requires_grad:
+                share = op.vjp(i, g, node.data, datas, kw)      # d root / d a, through this node
+                prev = cotangents.get(id(a))
+                cotangents[id(a)] = share if prev is None else prev + share
+
+
+class _LeafGrads:
+    """Puts the cotangents of one backward into the leaves' `.grad`, never aliasing an array that
+    someone else holds, and in the leaf's dtype."""
+    __slots__ = ("handed_out",)
+
+    def __init__(self):
+        self.handed_out = set()   # ids of the arrays this backward stored in some leaf's .grad
+
+    def accumulate(self, leaf, g):
+        """leaf.grad += g, as a new array: the old `.grad` may be held by the user.  A `g` stored
+        as it is must be this backward's own and given to no other leaf: otherwise it is copied
+        (a view, a read-only array, or one that reached two leaves through pass-through ops)."""
+        if g.dtype != leaf.data.dtype:             # a leaf's grad has the leaf's dtype, even
+            g = g.astype(leaf.data.dtype)          # where it met a float64 constant on the way
+        if leaf.grad is not None:
+            leaf.grad = leaf.grad + g
+        else:
+            if id(g) in self.handed_out or not _owns(g):
+                g = g.copy()
+            self.handed_out.add(id(g))
+            leaf.grad = g
+        if isinstance(leaf.grad, numpy.generic):   # NumPy gives 0-d results as scalars
+            leaf.grad = numpy.asarray(leaf.grad)
 
 
 def _owns(a):

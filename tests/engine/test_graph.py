@@ -354,6 +354,43 @@ def test_ndarray_on_the_left_gives_a_tensor(xp):
     np.testing.assert_array_equal(to_numpy(x.grad), [3, 4])
 
 
+def test_each_tensor_operator_records_the_op_of_ops_py_it_names(xp):
+    x, y, c = leaf(xp, [[1.0, 2.0]]), leaf(xp, [[3.0, 4.0]]), 2.0
+    cases = {   # expression: (its result, the op it records, that op's leading inputs)
+        "x + y": (x + y, ops.add, (x, y)), "c + x": (c + x, ops.add, (c, x)),
+        "x - y": (x - y, ops.subtract, (x, y)), "c - x": (c - x, ops.subtract, (c, x)),
+        "x * y": (x * y, ops.multiply, (x, y)), "c * x": (c * x, ops.multiply, (c, x)),
+        "x / y": (x / y, ops.divide, (x, y)), "c / x": (c / x, ops.divide, (c, x)),
+        "x @ y.T": (x @ y.T, ops.matmul, (x,)), "-x": (-x, ops.negative, (x,)),
+        "x ** c": (x ** c, ops.power, (x, c)),
+        "x[0]": (x[0], ops.getitem, (x, 0)),
+        "x.T": (x.T, ops.transpose, (x,)), "x.transpose(1, 0)": (x.transpose(1, 0), ops.transpose, (x, (1, 0))),
+        "x.reshape(2, 1)": (x.reshape(2, 1), ops.reshape, (x, (2, 1))),
+        "x.reshape((2, 1))": (x.reshape((2, 1)), ops.reshape, (x, (2, 1))),
+        "x.broadcast_to((3, 2))": (x.broadcast_to((3, 2)), ops.broadcast_to, (x, (3, 2))),
+        "x.sum(0)": (x.sum(0), ops.sum, (x,)), "x.max()": (x.max(), ops.max, (x,)),
+        "x.logsumexp(1)": (x.logsumexp(1), ops.logsumexp, (x,)),
+        "x.mean()": (x.mean(), ops.divide, ()),                            # composed: sum / n
+        "x.exp()": (x.exp(), ops.exp, (x,)), "x.log()": (x.log(), ops.log, (x,)),
+        "x.tanh()": (x.tanh(), ops.tanh, (x,)),
+        "x.sigmoid()": (x.sigmoid(), ops.sigmoid, (x,)), "x.softplus()": (x.softplus(), ops.softplus, (x,)),
+        "x.log_sigmoid()": (x.log_sigmoid(), ops.log_sigmoid, (x,)), "x.relu()": (x.relu(), ops.relu, (x,)),
+        "x.clip(0, 1)": (x.clip(0, 1), ops.clip, (x, 0, 1)),
+    }
+    for text, (out, f, inputs) in cases.items():
+        op, args, kw = out._ctx
+        assert op is f.op, text
+        assert all(a is b if isinstance(b, td.Tensor) else a == b for a, b in zip(args, inputs)), text
+    assert cases["x.sum(0)"][0]._ctx[2] == {"axis": 0, "keepdims": False}
+    np.testing.assert_allclose(to_numpy(cases["x.mean()"][0]), 1.5)
+    with pytest.raises(TypeError, match="exponent must be a constant"):
+        x ** y
+    for out, want in [(x < y, [[True, True]]), (x <= 1.0, [[True, False]]), (x > 1.0, [[False, True]]),
+                      (y >= x, [[True, True]])]:               # comparisons: plain boolean arrays
+        assert not isinstance(out, td.Tensor) and out.dtype == bool
+        np.testing.assert_array_equal(to_numpy(out), want)
+
+
 def test_tensor_dtype_rules(xp):
     assert td.tensor(np.ones(3, dtype=np.float64)).dtype == np.float64
     assert td.tensor(np.ones(3, dtype=np.float32)).dtype == np.float32
