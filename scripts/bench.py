@@ -2,7 +2,7 @@
 
 `--threads N` sets the BLAS (and PyTorch) thread count for every library in the run; on a
 shared machine `--threads 1` keeps other processes from making BLAS threads spin.  (tinydgm's
-commands do the same at run time with `tinydgm.backend.set_threads`; `bench.py threads` measures
+commands do the same at run time with `tinydgm.experiments.runtime.set_threads`; `bench.py threads` measures
 the thread counts against each other and should run without `--threads`.)
 Each benchmark measures the things it compares side by side, interleaved in one process, and
 prints ratios (this machine is shared and noisy; absolute seconds are reported, not trusted).
@@ -39,6 +39,8 @@ def main(argv):
     if args.threads:                  # must be set before NumPy (or PyTorch) is first imported
         for var in THREAD_VARIABLES:
             os.environ[var] = str(args.threads)
+    from tinydgm.experiments import runtime    # (after the thread variables: it loads NumPy)
+    runtime.apply_allocator()                  # tinydgm's run-time policy, as the command line applies it
     module = "benchmarks." + args.name.replace("-", "_")
     return run(f"bench.py {args.name}", lambda: importlib.import_module(module).main(rest))
 

@@ -94,6 +94,31 @@ def test_no_import_cycle():
     assert cycles == []
 
 
+RUN_TIME = {"ctypes", "threadpoolctl"}     # glibc's mallopt and BLAS's thread limits: the run-time policy's libraries
+
+
+def libraries(path):
+    """The top-level names of what the source at `path` imports from outside tinydgm (functions included)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out - {"tinydgm"}
+
+
+def test_the_run_time_policy_is_the_experiments_layers():
+    """BLAS threads and the allocator are set by tinydgm.experiments.runtime, which only the command line and
+    the scripts call: no module below the experiments layer imports the libraries that set them."""
+    experiments = [name for name, _ in LAYERS].index("experiments")
+    assert layer_of("tinydgm.experiments.runtime") == experiments
+    below = {f"{m} imports {sorted(libraries(p) & RUN_TIME)}" for m, p in modules().items()
+             if layer_of(m) < experiments and libraries(p) & RUN_TIME}
+    assert below == set()
+    assert RUN_TIME <= libraries(modules()["tinydgm.experiments.runtime"])    # the check looks where they are
+
+
 @pytest.mark.parametrize("source, message", [
     ("import tinydgm.cli\n", "up a layer"),
     ("def f():\n    from tinydgm.experiments import runs\n", "up a layer"),

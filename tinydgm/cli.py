@@ -13,9 +13,8 @@ import signal
 import sys
 import threading
 
-from tinydgm import backend
 from tinydgm.errors import RunError, UserError
-from tinydgm.experiments import options, pos_hmm, runs, vae, wake_sleep
+from tinydgm.experiments import options, pos_hmm, runs, runtime, vae, wake_sleep
 
 MODELS = {"vae": vae, "wake-sleep": wake_sleep, "loglinear": pos_hmm}
 ALIASES = {"pos-hmm": "loglinear"}          # `train pos-hmm` is `train loglinear`: the POS-induction HMM
@@ -63,7 +62,8 @@ def parser(run_module=None):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    saved = backend.save_threads()
+    saved = runtime.save_threads()
+    runtime.apply_allocator()          # the run-time policy: glibc keeps freed memory; threads: `options.use_threads`
     try:
         with _sigterm_interrupts():
             return _main(argv)
@@ -77,7 +77,7 @@ def main(argv=None):
         print("tinydgm: error: out of memory; try a smaller --batch-size, --k or --n", file=sys.stderr)
         return 2
     finally:                           # called in a longer process (a test, a notebook): leave BLAS as it was
-        backend.put_back_threads(saved)
+        runtime.put_back_threads(saved)
 
 
 @contextlib.contextmanager

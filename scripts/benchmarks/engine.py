@@ -21,6 +21,7 @@ import numpy as np
 import tinydgm as td
 from tinydgm import ops
 from tinydgm.data.mnist import binarized_mnist
+from tinydgm.experiments import runtime
 from tinydgm.models.vae import by_hand as vae_by_hand
 
 from benchmarks._cli import Parser, first_paragraph, integer
@@ -161,7 +162,7 @@ def main(argv):
     except ImportError:
         have_torch = False
         print("PyTorch not installed: skipping it (pip install torch==2.13.0 for the comparison)")
-    print(f"allocator tuned by tinydgm.backend: {td.backend.allocator_tuned}")
+    print(f"allocator tuned by tinydgm.experiments.runtime: {runtime.allocator_tuned()}")
     if cuda:
         td.backend.use("cupy")
         sync = td.backend.xp().cuda.Device().synchronize

@@ -7,8 +7,8 @@ Three workloads on random binary data (784-200-200-50, as in the commands):
   ws-train    one wake-sleep step at batch 25 (HelmholtzMachine, wake_sleep_step)
   vae-eval    VAE.iwae_bound with k = 1000 on 10 images under no_grad (what `tinydgm eval` does)
 Each round measures every workload at every fixed thread count (switched at run time with
-tinydgm.backend.set_threads, the order reversed every other round) and then at tinydgm's default
-(backend.default_threads with the kind of work the command asks for, chosen once for a training
+tinydgm.experiments.runtime.set_threads, the order reversed every other round) and then at tinydgm's
+default (runtime.default_threads with the kind of work the command asks for, chosen once for a training
 step as `tinydgm train` does, and retuned every step for the evaluation as `tinydgm eval` does; the
 0.1 s look at the machine is not in ms/step), first on the machine as it is
 ("quiet"), then beside one CPU-burning process per core ("busy": a tight Python loop, started for
@@ -28,6 +28,7 @@ import numpy as np
 
 import tinydgm as td
 from tinydgm import backend
+from tinydgm.experiments import runtime
 from tinydgm.backend import device_rng
 from tinydgm.errors import UserError
 from tinydgm.models.vae import VAE
@@ -152,20 +153,20 @@ def ms_per_step(step, n, seconds, kind):
     measured on the machine at the start, and for an evaluation retuned as it goes."""
     t0 = time.perf_counter()
     if n == AUTO and kind == "eval":
-        backend.set_auto_threads(kind)
+        runtime.set_auto_threads(kind)
     elif n == AUTO:
-        backend.set_threads(backend.default_threads(kind))
+        runtime.set_threads(runtime.default_threads(kind))
     else:
-        backend.set_threads(n)
+        runtime.set_threads(n)
     step()                                      # untimed: the thread pool settles after the switch
     setup, t0, steps = time.perf_counter() - t0, time.perf_counter(), 0
     while True:
-        backend.retune()
+        runtime.retune()
         step()
         steps += 1
         t = time.perf_counter() - t0
         if t >= seconds:
-            return 1e3 * t / steps, backend.threads(), setup
+            return 1e3 * t / steps, runtime.threads(), setup
 
 
 def label(n, default, cores, chosen=()):
@@ -185,10 +186,10 @@ def main(argv):
     args = p.parse_args(argv)
     if backend.name() != "numpy":
         raise UserError("measures CPU threads; run it on the numpy backend")
-    default, cores = backend.threads(), os.cpu_count()    # before anything limits them
+    default, cores = runtime.threads(), os.cpu_count()    # before anything limits them
     settings = sorted({1, default, cores}) + [AUTO]
     load = [round(v, 2) for v in os.getloadavg()]
-    env = {var: os.environ.get(var, "unset") for var in backend.THREAD_VARIABLES}
+    env = {var: os.environ.get(var, "unset") for var in runtime.THREAD_VARIABLES}
     print(f"cpus {cores}, BLAS threads at startup {default}, load average {load}, {env}", flush=True)
 
     x = (np.random.default_rng(1).random((2000, 784)) < 0.5).astype(np.float32)
@@ -212,7 +213,7 @@ def main(argv):
                 others.append(watch.cores)
         print(f"round {r + 1}/{args.rounds} done" +
               (f"; other jobs used {others[-1]:.2f} of {cores} cores in the quiet half" if others else ""), flush=True)
-    backend.restore_threads()
+    runtime.restore_threads()
 
     rows = []
     print(f"\n{'condition':9} {'workload':10} {'threads':22} {'ms/step':>9} {'ratio to best':>14}   rounds' range")
@@ -245,5 +246,5 @@ def main(argv):
     print(json.dumps({"bench": "threads", "cpus": cores, "startup_threads": default, "load_average": load,
                       "other_jobs_cores_quiet": [round(c, 2) for c in others],
                       "seconds": args.seconds, "rounds": args.rounds, "results": rows,
-                      "kinds": KINDS, "policy": backend.DEFAULT_THREADS,
+                      "kinds": KINDS, "policy": runtime.DEFAULT_THREADS,
                       "ratio_of_default": {f"{w}/{c}": v for (w, c), v in worst.items()}}), flush=True)

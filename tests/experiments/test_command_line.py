@@ -252,41 +252,41 @@ def test_leftovers_of_an_interrupted_write_go_when_the_run_is_next_opened(tmp_pa
 def in_force(monkeypatch):
     """The BLAS thread count (and whether it follows the load) while a command's work runs; the
     environment's thread variables unset, as on a machine where nobody set them."""
-    from tinydgm import backend
+    from tinydgm.experiments import runtime
     from tinydgm.experiments import vae
-    for var in backend.THREAD_VARIABLES:
+    for var in runtime.THREAD_VARIABLES:
         monkeypatch.delenv(var, raising=False)
     seen = []
     for name in ("evaluate", "train"):
         def spy(args, _original=getattr(vae, name)):
-            seen.append((backend.threads(), backend._auto["kind"]))
+            seen.append((runtime.threads(), runtime._auto["kind"]))
             return _original(args)
         monkeypatch.setattr(vae, name, spy)
     return seen
 
 
 def test_every_command_limits_blas_threads(tiny_run, capsys, in_force, monkeypatch):
-    from tinydgm import backend
-    before = backend.threads()
-    monkeypatch.setattr(backend, "default_threads", lambda kind, window=0.1: 2)      # a quiet 2-core machine
+    from tinydgm.experiments import runtime
+    before = runtime.threads()
+    monkeypatch.setattr(runtime, "default_threads", lambda kind, window=0.1: 2)      # a quiet 2-core machine
     assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "1"]) == 0
     assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
     assert in_force == [(1, None),                    # a count asked for is kept, not retuned
                         (2, "eval")]                  # chosen for the machine, and followed as the load changes
-    assert backend.threads() == before and not backend.threads_limited()      # and undone when the command ends
-    backend.set_threads(1)                           # a notebook that limited BLAS itself keeps its limit
+    assert runtime.threads() == before and not runtime.threads_limited()      # and undone when the command ends
+    runtime.set_threads(1)                           # a notebook that limited BLAS itself keeps its limit
     try:
         assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
-        assert in_force[-1] == (2, "eval") and backend.threads() == 1 and backend._auto["kind"] is None
+        assert in_force[-1] == (2, "eval") and runtime.threads() == 1 and runtime._auto["kind"] is None
     finally:
-        backend.restore_threads()
+        runtime.restore_threads()
     assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet", "--threads", "0"]) == 2
     assert one_line_error(capsys).startswith("tinydgm: error: --threads")
 
 
 def test_a_count_set_in_the_environment_is_the_users_choice(tiny_run, capsys, in_force, monkeypatch):
-    from tinydgm import backend
-    monkeypatch.setattr(backend, "default_threads", lambda kind, window=0.1: 2)
+    from tinydgm.experiments import runtime
+    monkeypatch.setattr(runtime, "default_threads", lambda kind, window=0.1: 2)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")        # BLAS's own variable first
     assert main(["eval", tiny_run, "--k", "2", "--limit", "5", "--quiet"]) == 0
@@ -301,9 +301,9 @@ def test_a_count_set_in_the_environment_is_the_users_choice(tiny_run, capsys, in
 def test_training_fixes_its_count_and_records_it(tmp_path, in_force, monkeypatch, capsys):
     """The machine's choice is made once (no retune during training) and kept in config.json; with
     --cpu-minutes a second thread would spend the CPU budget twice as fast: one thread."""
-    from tinydgm import backend
+    from tinydgm.experiments import runtime
     asked = []
-    monkeypatch.setattr(backend, "default_threads", lambda kind, window=0.1: asked.append(kind) or (1 if kind == "narrow" else 2))
+    monkeypatch.setattr(runtime, "default_threads", lambda kind, window=0.1: asked.append(kind) or (1 if kind == "narrow" else 2))
     assert main(["train", "vae", *TINY, "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
     assert main(["train", "vae", *TINY, "--minutes", "1", "--cpu-minutes", "--epochs", "1",
                  "--out", str(tmp_path / "b")]) == 0
@@ -324,7 +324,7 @@ def test_training_fixes_its_count_and_records_it(tmp_path, in_force, monkeypatch
 
 
 def test_each_train_command_asks_for_its_kind_of_work(monkeypatch):
-    from tinydgm import backend
+    from tinydgm.experiments import runtime
     asked = []
 
     def record(args, kind, recorded=None, follow=False):
@@ -336,7 +336,7 @@ def test_each_train_command_asks_for_its_kind_of_work(monkeypatch):
     assert main(["train", "vae", "--minutes", "5", "--cpu-minutes", "--quiet"]) == 2
     assert asked == [("train", False), ("narrow", False), ("narrow", False),   # small-batch steps lose with a second thread
                      ("narrow", False)]                                       # a CPU-time budget: one thread
-    assert backend.DEFAULT_THREADS["narrow"] == 1
+    assert runtime.DEFAULT_THREADS["narrow"] == 1
 
 
 @pytest.mark.parametrize("n", ["0", "-3"])

@@ -11,7 +11,7 @@ import pytest
 
 import tinydgm as td
 from tinydgm import checkpoint, plots
-from tinydgm.experiments import runs
+from tinydgm.experiments import runs, runtime
 from tinydgm.cli import main
 from tinydgm.data.mnist import binarized_mnist
 from tinydgm.metrics import iw_nll
@@ -297,14 +297,14 @@ def test_gradient_variance_is_what_it_claims(tmp_path):
     x = binarized_mnist("valid")[:100]
     rng = np.random.default_rng([3, 2, 2])                              # --seed 3, the third validation
     grads = []
-    td.backend.set_threads(runs.Run.open(out).config["threads"])       # float32 sums: the run's BLAS thread count
+    runtime.set_threads(runs.Run.open(out).config["threads"])       # float32 sums: the run's BLAS thread count
     try:
         for _ in range(20):
             model.zero_grad()
             (-td.mean(model.elbo(x, rng=rng))).backward()
             grads.append(np.concatenate([p.grad.ravel() for p in model.encoder.parameters()]))
     finally:
-        td.backend.restore_threads()
+        runtime.restore_threads()
     grads = np.asarray(grads, dtype=np.float64)
     expected = (((grads - grads.mean(0)) ** 2).sum(0) / 19).sum()
     assert records[2]["grad_var_encoder"] == pytest.approx(expected, rel=1e-9)
@@ -347,12 +347,11 @@ def test_resume_keeps_the_thread_count_the_run_was_trained_with(tmp_path, monkey
     """Float32 products differ in their last bits between 1 and 2 BLAS threads (at hidden 64, 784 inputs),
     so a run records its count and a resumed run reuses it, whatever the machine's load says now:
     interrupted and resumed beside a busy core = uninterrupted on a quiet machine, bit for bit."""
-    from tinydgm import backend
-    for var in backend.THREAD_VARIABLES:
+    for var in runtime.THREAD_VARIABLES:
         monkeypatch.delenv(var, raising=False)
     tiny = [*TINY, "--hidden", "64"]
     machine = {"threads": 2}
-    monkeypatch.setattr(backend, "default_threads", lambda kind, window=0.1: machine["threads"])
+    monkeypatch.setattr(runtime, "default_threads", lambda kind, window=0.1: machine["threads"])
     assert main(["train", "vae", *tiny, "--out", str(tmp_path / "full")]) == 0
     original = vae.VAETrainer.train_epoch
     monkeypatch.setattr(vae.VAETrainer, "train_epoch", lambda self, e, p: _interrupt_at(original, self, e, p, 1))

@@ -20,7 +20,7 @@ import numpy as np
 from tinydgm import backend, files
 from tinydgm.data import binarized_mnist
 from tinydgm.errors import DataError, Interrupted, UserError
-from tinydgm.experiments import options
+from tinydgm.experiments import options, runtime
 from tinydgm.metrics import iw_nll
 
 
@@ -89,7 +89,8 @@ def evaluate(ev, args):
     t0 = time.perf_counter()
     try:
         nll = iw_nll(ev.model, x, args.k, rng=np.random.default_rng(args.seed), progress=not args.quiet,
-                     resume=progress.start(), keep=progress.keep, **ev.nll_options(args.k))
+                     resume=progress.start(), keep=progress.keep, each_batch=runtime.retune,   # threads follow the load
+                     **ev.nll_options(args.k))
     except KeyboardInterrupt:
         raise Interrupted(progress.stopped()) from None
     means = {f"{args.split}_{key}": v for key, v in ev.per_image(x, args.seed).items()}

@@ -14,7 +14,7 @@ from tinydgm import backend, files
 from tinydgm.data import binarized_mnist
 from tinydgm.data.mnist import data_root
 from tinydgm.errors import BackendError, DataError, RunError, UserError
-from tinydgm.experiments import runs
+from tinydgm.experiments import runs, runtime
 from tinydgm.optim import HOLD, SCHEDULES
 
 NOT_CONFIG = ("command", "_kind", "resume", "quiet", "given")   # how to run, not what the run is
@@ -303,25 +303,25 @@ def png_path(path):
 def use_threads(args, kind, recorded=None, follow=False):
     """Set the BLAS thread count for the rest of the process; returns (count in force, where it came from):
     "option" (--threads N), "run" (`recorded`, the count a resumed run was trained with: its bits depend on
-    it), "environment" (a count set at start-up: backend.environment_threads), else "machine": chosen for
-    work of `kind` ("train", "eval", "narrow": backend.DEFAULT_THREADS) on the machine as it is now, and with
-    `follow` (evaluation) chosen again as the load changes (backend.retune)."""
+    it), "environment" (a count set at start-up: runtime.environment_threads), else "machine": chosen for
+    work of `kind` ("train", "eval", "narrow": runtime.DEFAULT_THREADS) on the machine as it is now, and with
+    `follow` (evaluation) chosen again as the load changes (runtime.retune)."""
     n = getattr(args, "threads", None)
     if n is not None and n < 1:
         raise UserError(f"--threads: expected an integer >= 1, got {n}")
     if n:
-        return backend.set_threads(n), "option"
+        return runtime.set_threads(n), "option"
     if recorded:
-        return backend.set_threads(recorded), "run"
+        return runtime.set_threads(recorded), "run"
     try:
-        n = backend.environment_threads()
+        n = runtime.environment_threads()
     except BackendError as e:
         raise UserError(str(e)) from None
     if n:
-        return backend.set_threads(n), "environment"
+        return runtime.set_threads(n), "environment"
     if follow:
-        return backend.set_auto_threads(kind), "machine"
-    return backend.set_threads(backend.default_threads(kind)), "machine"
+        return runtime.set_auto_threads(kind), "machine"
+    return runtime.set_threads(runtime.default_threads(kind)), "machine"
 
 
 def use_train_threads(args, kind):
@@ -343,7 +343,7 @@ def use_train_threads(args, kind):
         if asked and asked != n:
             _note(f"{args.resume} was trained with {n} BLAS thread(s) and keeps them, so that it resumes bit for "
                   f"bit (the environment asks for {asked}; give --threads N to change the run's count)")
-        cores = backend.available_cores()
+        cores = runtime.available_cores()
         if n > cores:
             _note(f"{args.resume} was trained with {n} BLAS threads, more than the {cores} "
                   f"core(s) here: expect it to run slowly (--threads N changes the run's count)")
@@ -352,7 +352,7 @@ def use_train_threads(args, kind):
 
 def _environment_count():
     try:
-        return backend.environment_threads()
+        return runtime.environment_threads()
     except BackendError:
         return None
 

@@ -22,7 +22,8 @@ def mean_bound(bound, x, batch_size, bar=None, start=0, total=0.0, after=None):
     return total / len(x)
 
 
-def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=True, resume=None, keep=None):
+def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=True, resume=None, keep=None,
+           each_batch=None):
     """-L_k averaged over the rows of x, in nats: the test NLL of a model with an `iwae_bound`.
 
     Works for any model with `iwae_bound(x, k, rng=rng)` returning per-example bounds.  The k
@@ -30,6 +31,7 @@ def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=Tru
     so memory stays bounded (about batch_size * chunk rows at a time) for any k.
     `keep(state)` receives after each batch what `resume=state` needs to go on from there with the
     same draws, so an interrupted evaluation ends with the number of an uninterrupted one.
+    `each_batch()`, where given, is called before each batch (`tinydgm eval` looks at the machine's load there).
     """
     x = x.data if isinstance(x, td.Tensor) else x
     rng = np.random.default_rng(0) if rng is None else rng
@@ -40,7 +42,8 @@ def iw_nll(model, x, k=5000, rng=None, batch_size=None, chunk=None, progress=Tru
     draw = backend.device_rng(rng)
 
     def bound(xb):                                                  # log mean_c exp(L_chunk^(c))
-        backend.retune()                                            # automatic threads follow the load
+        if each_batch is not None:
+            each_batch()
         parts = np.stack([backend.to_numpy(model.iwae_bound(xb, chunk, rng=draw).data)
                           for _ in range(k // chunk)]).astype(np.float64)
         return numerics.log_mean_exp(np, parts, axis=0)
