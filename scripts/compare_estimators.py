@@ -41,11 +41,11 @@ from tinydgm import files  # noqa: E402
 
 MODELS = {
     "vae": (["train", "vae"], "valid_elbo", {
-        "elbo": ["--objective", "elbo"],
-        "score-function": ["--objective", "score-function"],
-        "score-function-baseline": ["--objective", "score-function-baseline"],
-        "iwae-5": ["--objective", "iwae", "--k", "5"],
-        "iwae-50": ["--objective", "iwae", "--k", "50"],
+        "elbo": ["--estimator", "elbo"],
+        "score-function": ["--estimator", "score-function"],
+        "score-function-baseline": ["--estimator", "score-function-baseline"],
+        "iwae-5": ["--estimator", "iwae", "--k", "5"],
+        "iwae-50": ["--estimator", "iwae", "--k", "50"],
     }),
     "sbn": (["train", "wake-sleep", "--layers", "200,200"], "valid_bound", {
         "ws": ["--estimator", "ws"],

@@ -20,6 +20,7 @@ LAYERS = [
     ("data, metrics, output", ["tinydgm.files", "tinydgm.data", "tinydgm.metrics", "tinydgm.checkpoint", "tinydgm.plots"]),
     ("experiments", ["tinydgm.experiments"]),
     ("face", ["tinydgm.cli", "tinydgm.__main__"]),
+    ("testing", ["tinydgm.testing"]),                  # imported by tests and users, never by the package
 ]
 
 

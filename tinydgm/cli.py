@@ -37,12 +37,19 @@ def check_run_config(run_dir, kind):
     name = next(k for k, mod in MODELS.items() if mod is kind)
     fresh = parser().parse_args(["train", name])
     fresh.given, fresh.resume = set(), run_dir                # a config to compare with, checking no --out
-    options.check_config(runs.Run.open(run_dir), (getattr(kind, "configure", None) or kind._config)(fresh))
+    options.check_config(runs.Run.open(run_dir), kind.configure(fresh))
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose mistakes are one line, `tinydgm ...: error: message`, with exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def parser(run_module=None):
     """The whole command line; `eval` and `sample` get the options of `run_module` (the RUN's model)."""
-    p = argparse.ArgumentParser(prog="tinydgm", description=__doc__.splitlines()[0], allow_abbrev=False)
+    p = Parser(prog="tinydgm", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = p.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model into a run directory")
     kinds = train.add_subparsers(dest="model", required=True)

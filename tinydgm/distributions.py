@@ -361,6 +361,18 @@ def kl_standard_normal(p):
     return 0.5 * (p.loc * p.loc + p.scale * p.scale - 1) - p.log_scale
 
 
+class StandardNormal(Normal):
+    """N(0, I) over vectors of `size`: a prior whose KL from a Normal is `kl_standard_normal`."""
+
+    def __init__(self, size, dtype=None):
+        xp = backend.xp()
+        dtype = dtype or backend.default_dtype
+        super().__init__(xp.zeros(size, dtype), xp.ones(size, dtype), validate_args=False)
+
+
+register_kl(Normal, StandardNormal)(lambda p, q: kl_standard_normal(p))
+
+
 @register_kl(Bernoulli, Bernoulli)
 def _kl_bernoulli_bernoulli(p, q):
     # KL = s(a)(log s(a) - log s(b)) + s(-a)(log s(-a) - log s(-b)), with logits a, b

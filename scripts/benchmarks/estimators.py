@@ -1,5 +1,6 @@
 """Every gradient estimator's training step on the same sigmoid belief net, against the wake-sleep step at the same K
-(tinydgm/models/wake_sleep/variational.py vs model.py), and reweighted wake-sleep on the engine vs by hand (by_hand.py).
+(the estimators of tinydgm/estimators/, each made by name from its registry), and reweighted wake-sleep on the engine
+vs by hand (tinydgm/models/wake_sleep/by_hand.py).
 
     python scripts/bench.py estimators [--threads 1] [--layers 200,200] [--batch 25] [--k 5] [--images 2500] [--rounds 5]
                                        [--device cpu|cuda]
@@ -18,10 +19,9 @@ import statistics
 import tinydgm as td
 from tinydgm import backend
 from tinydgm.data.mnist import binarized_mnist
-from tinydgm.estimators import NVIL
+from tinydgm import estimators
 from tinydgm.models.wake_sleep import by_hand
 from tinydgm.models.wake_sleep import model as ws
-from tinydgm.models.wake_sleep import variational as var
 
 from benchmarks._cli import Parser, first_paragraph, integer, integers
 from benchmarks.wake_sleep import stepper, timed      # the same nets, optimisers and batches as that bench
@@ -29,18 +29,27 @@ from benchmarks.wake_sleep import stepper, timed      # the same nets, optimiser
 
 def contenders(layers, x, batch, k):
     """(group, name, run): the first of each group is its reference."""
-    def make(step, nvil=False, **kw):
-        if nvil:
-            baselines = NVIL([784, *layers[:-1]], rng=0)
-            kw.update(nvil=baselines, opt_b=td.optim.Adam(baselines.parameters(), lr=1e-3))
+    def make(step, **kw):
         return stepper(step, layers, x, batch, 0, **kw)
-    return [("K=1", "wake-sleep", make(ws.wake_sleep_step)),
-            ("K=1", "reinforce", make(var.reinforce_step)),
-            ("K=1", "nvil", make(var.nvil_step, nvil=True)),
-            ("K=1", "relaxed", make(var.relaxed_step, temperature=0.5)),
-            ("K=1", "straight-through", make(var.straight_through_step, temperature=1.0)),
-            (f"K={k}", "reweighted", make(ws.reweighted_step, k=k)),
-            (f"K={k}", "vimco", make(var.vimco_step, k=k)),
+
+    def estimator(name, **opts):
+        """A step of the registry's estimator `name` (its own optimiser for NVIL's baselines, made on first use)."""
+        state = {}
+
+        def step(model, xb, opt_p, opt_q, rng):
+            if not state:
+                state["est"] = estimators.make(name, model, rng=0, **opts)
+                own = state["est"].parameters()
+                state["opts"] = (td.optim.Adam(own, lr=1e-3),) if own else ()
+            return state["est"].step(model, xb, (opt_p, opt_q) + state["opts"], rng)
+        return make(step)
+    return [("K=1", "wake-sleep", estimator("ws")),
+            ("K=1", "reinforce", estimator("reinforce")),
+            ("K=1", "nvil", estimator("nvil")),
+            ("K=1", "relaxed", estimator("relaxed", temperature=0.5)),
+            ("K=1", "straight-through", estimator("straight-through", temperature=1.0)),
+            (f"K={k}", "reweighted", estimator("rws", k=k)),
+            (f"K={k}", "vimco", estimator("vimco", k=k)),
             ("by hand", "reweighted by hand", make(by_hand.reweighted_step_by_hand, k=k)),
             ("by hand", "reweighted (engine)", make(ws.reweighted_step, k=k))]
 

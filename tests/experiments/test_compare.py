@@ -41,7 +41,7 @@ def test_each_run_is_trained_and_evaluated_by_the_command(smoke):
         assert r["run"] == str(run) and r["status"] == "done" and r["epochs"] == 2
         with open(run / "config.json") as f:
             config = json.load(f)
-        assert (config["objective"], config["seed"], config["limit"], config["epochs"], config["minutes"],
+        assert (config["estimator"], config["seed"], config["limit"], config["epochs"], config["minutes"],
                 config["cpu_minutes"], config["grad_variance_every"]) == (r["estimator"], 4, 100, 2, 1.0, True, 1)
         with open(run / "eval-test-k4-n20.json") as f:
             evaluation = json.load(f)
@@ -93,12 +93,12 @@ def test_what_the_installed_command_does_not_accept_is_named(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "vae", "--help"])
     text = capsys.readouterr().out
-    assert compare.accepted(text, ["--objective", "score-function-baseline", "--grad-variance-every", "1"]) == ""
+    assert compare.accepted(text, ["--estimator", "score-function-baseline", "--grad-variance-every", "1"]) == ""
     older = text.replace("score-function,score-function-baseline", "").replace("--grad-variance-every", "")
-    assert compare.accepted(older, ["--objective", "score-function"]) == \
-        "--objective score-function (choices: elbo,iwae,)"
+    assert compare.accepted(older, ["--estimator", "score-function"]) == \
+        "--estimator score-function (choices: elbo,iwae,)"
     assert compare.accepted(older, ["--grad-variance-every", "1"]) == "the option --grad-variance-every"
-    assert compare.accepted(text, ["--estimator", "nvil"]) == "the option --estimator"
+    assert compare.accepted(text, ["--reweighted", "nvil"]) == "the option --reweighted"
 
 
 @pytest.mark.parametrize("options, line", [

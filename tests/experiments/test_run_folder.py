@@ -186,7 +186,7 @@ def test_a_torn_last_metrics_line_is_dropped_with_a_note(run, capsys):
     (["--lr", "inf"], "--lr: expected a finite number"),
     (["--lr", "nan"], "--lr: expected a finite number"),
     (["--minutes", "inf"], "--minutes: expected a finite number"),
-    (["--k", "3"], "--k: only --objective iwae"),
+    (["--k", "3"], "--k: only --estimator iwae"),
     (["--objective", "iwae", "--k", "100000000"], "needs about"),
 ])
 def test_bad_values_leave_no_folder(tmp_path, capsys, argv, message):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tinydgm as td
+from tinydgm import estimators
 from tinydgm.cli import main
 from tinydgm.data.mnist import binarized_mnist
 from tinydgm.metrics import iw_nll
@@ -157,7 +158,7 @@ def test_every_estimator_trains_and_resumes_bit_for_bit(tmp_path, capsys, estima
     """Each --estimator trains the same nets; its whole state (NVIL's baselines and running statistics too)
     is in the checkpoint, so 1 epoch + `--resume --epochs 2` logs exactly what 2 epochs straight do,
     gradient-variance measurements included (they do not disturb the training draws)."""
-    common = ["--layers", "6,3", "--estimator", estimator, *(["--k", "2"] if estimator in ws_run.WITH_K else []),
+    common = ["--layers", "6,3", "--estimator", estimator, *(["--k", "2"] if "k" in estimators.options(estimator) else []),
               "--limit", "60", "--batch-size", "20", "--grad-variance-every", "1", "--quiet"]
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
     assert main(["train", "wake-sleep", *common, "--epochs", "2", "--out", straight]) == 0

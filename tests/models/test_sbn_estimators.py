@@ -1,4 +1,4 @@
-"""Each gradient estimator for the sigmoid belief net (models/wake_sleep/variational.py) against the exact
+"""Each gradient estimator for the sigmoid belief net (tinydgm/estimators/) against the exact
 gradient of the objective it claims to estimate, on machines small enough to enumerate (float64).
 
     REINFORCE, NVIL, straight-through (θ)  ∇ ELBO,  ELBO(x) = Σ_h q(h|x) [log p(x, h) − log q(h|x)] over all h
@@ -19,7 +19,7 @@ import tinydgm as td
 from tinydgm.estimators import NVIL, summarize
 from tinydgm.models.wake_sleep import exact as ws_exact
 from tinydgm.models.wake_sleep import model as ws
-from tinydgm.models.wake_sleep import variational as var
+from tinydgm import estimators as est
 
 X6 = np.array([[1, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 1]], dtype=np.float64)
 X4 = X6[:, :4]
@@ -90,7 +90,7 @@ def assert_within(est, exact, n_se=5, mask=slice(None)):
 def test_reinforce_is_unbiased_for_the_elbo_gradient(hidden, seed):
     m = machine((6, hidden), seed)
     exact, elbo, _ = exact_elbo_gradient(m, X6)
-    grads, bound = draws(m, lambda x, r: var.reinforce_objective(m, x, r), 150, 100, seed=seed)
+    grads, bound = draws(m, lambda x, r: est.Reinforce().objective(m, x, r), 150, 100, seed=seed)
     assert_within(grads, exact)
     assert abs(bound.mean - elbo) <= 5 * bound.stderr
 
@@ -105,7 +105,7 @@ def test_nvil_is_unbiased_for_the_scaled_elbo_gradient_with_layerwise_signals():
     for p in nvil.parameters():
         p.data *= 5
     nvil.c[:], nvil.v[:] = [-3.0, 1.0], [9.0, 4.0]
-    grads, _ = draws(m, lambda x, r: var.nvil_objective(m, x, r, nvil, update=False), 200, 100, x=X4)
+    grads, _ = draws(m, lambda x, r: nvil.objective(m, x, r, update=False), 200, 100, x=X4)
     scale = np.concatenate([np.full(p.size, 3.0 if n.startswith("recognition.0") else 2.0 if n.startswith("recognition.1") else 1.0)
                             for n, p in m.named_parameters()])
     grads = grads._replace(mean=grads.mean * scale, stderr=grads.stderr * scale)
@@ -120,7 +120,7 @@ def fit_baseline(m, nvil, steps=300, lr=0.03):
         if i == steps - 100:
             opt_b.lr = lr / 10
         opt_b.zero_grad()
-        var.nvil_objective(m, xs, rng, nvil).baseline_loss.backward()
+        nvil.objective(m, xs, rng).loss.backward()
         opt_b.step()
     m.zero_grad()
 
@@ -137,8 +137,8 @@ def test_nvil_baseline_learns_the_elbo_keeps_the_mean_and_lowers_the_variance():
     predicted = nvil.baseline(0, X6).data + nvil.c[0]
     assert np.ptp(per_image) > 3 and np.all(np.abs(predicted - per_image) < 0.15), (predicted, per_image)
     lam = np.concatenate([np.full(p.size, n.startswith("recognition")) for n, p in m.named_parameters()])
-    plain, _ = draws(m, lambda x, r: var.reinforce_objective(m, x, r), 150, 100, seed=1)
-    nv, _ = draws(m, lambda x, r: var.nvil_objective(m, x, r, nvil, update=False), 150, 100, seed=2)
+    plain, _ = draws(m, lambda x, r: est.Reinforce().objective(m, x, r), 150, 100, seed=1)
+    nv, _ = draws(m, lambda x, r: nvil.objective(m, x, r, update=False), 150, 100, seed=2)
     scale = np.where(lam, nvil.scale(0), 1.0)                        # λ's estimate is ∇λ ELBO / max(1, √v)
     nv = nv._replace(mean=nv.mean * scale, stderr=nv.stderr * scale, variance=nv.variance * scale ** 2)
     assert_within(plain, exact)
@@ -148,7 +148,7 @@ def test_nvil_baseline_learns_the_elbo_keeps_the_mean_and_lowers_the_variance():
     for p in constant.parameters():
         p.data[...] = 0                                                  # b(x) = 0
     constant.c[:], constant.v[:] = per_image.mean(), nvil.v
-    flat, _ = draws(m, lambda x, r: var.nvil_objective(m, x, r, constant, update=False), 150, 100, seed=3)
+    flat, _ = draws(m, lambda x, r: constant.objective(m, x, r, update=False), 150, 100, seed=3)
     assert nv.variance[lam].sum() < 0.7 * flat.variance[lam].sum() * scale.max() ** 2, \
         nv.variance[lam].sum() / (flat.variance[lam].sum() * scale.max() ** 2)
 
@@ -177,12 +177,12 @@ def exact_lk_gradient(m, x, k):
 def no_baseline_vimco(m, k):
     """The K-sample score-function estimator without baselines: Σ_k L̂ ∇ log q(h_k|x) + Σ_k w̃_k ∇ log w_k."""
     def objective(x, rng):
-        hs, q_terms = m.sample_q_with_log_q(x, rng, k)
+        hs, q_terms = est.discrete.sample_q(m, x, rng, k)
         log_q = q_terms[0]
         log_w = m.log_joint(x, hs) - log_q
         bound = td.logsumexp(log_w, axis=0).data - np.log(k)
         w_tilde = np.exp(log_w.data - td.logsumexp(log_w, axis=0).data)
-        return var.Objective((td.sum(td.tensor(bound) * log_q) + td.sum(td.tensor(w_tilde) * log_w)) / len(x), bound)
+        return est.Objective((td.sum(td.tensor(bound) * log_q) + td.sum(td.tensor(w_tilde) * log_w)) / len(x), bound)
     return objective
 
 
@@ -191,7 +191,7 @@ def no_baseline_vimco(m, k):
 def test_vimco_is_unbiased_for_the_gradient_of_l_k(k, seed):
     m = machine((6, 3), seed)
     exact, expected = exact_lk_gradient(m, X6, k)
-    grads, bound = draws(m, lambda x, r: var.vimco_objective(m, x, r, k), 150, 60, seed=seed)
+    grads, bound = draws(m, lambda x, r: est.VIMCO(k).objective(m, x, r), 150, 60, seed=seed)
     assert_within(grads, exact)
     assert abs(bound.mean - expected) <= 5 * bound.stderr
 
@@ -202,7 +202,7 @@ def test_vimco_baselines_keep_the_mean_and_lower_the_variance():
     exact, _ = exact_lk_gradient(m, X6, k)
     lam = np.concatenate([np.full(p.size, n.startswith("recognition")) for n, p in m.named_parameters()])
     plain, _ = draws(m, no_baseline_vimco(m, k), 150, 60, seed=1)
-    vimco, _ = draws(m, lambda x, r: var.vimco_objective(m, x, r, k), 150, 60, seed=2)
+    vimco, _ = draws(m, lambda x, r: est.VIMCO(k).objective(m, x, r), 150, 60, seed=2)
     assert_within(plain, exact)
     assert_within(vimco, exact)
     assert vimco.variance[lam].sum() < plain.variance[lam].sum() / 3, vimco.variance[lam].sum() / plain.variance[lam].sum()
@@ -248,7 +248,7 @@ def test_relaxed_step_is_unbiased_for_the_relaxed_objectives_gradient(tau, densi
     exact, value = relaxed_by_quadrature(m, X6, tau, density)
     coarse, _ = relaxed_by_quadrature(m, X6, tau, density, n=28)
     assert np.abs(coarse - exact).max() < 1e-4                                   # the quadrature has converged
-    grads, bound = draws(m, lambda x, r: var.relaxed_objective(m, x, r, tau, density=density), 100, 100)
+    grads, bound = draws(m, lambda x, r: est.Relaxed(tau, density=density).objective(m, x, r), 100, 100)
     assert_within(grads, exact)
     assert abs(bound.mean - value) <= 5 * bound.stderr
 
@@ -264,7 +264,7 @@ def test_relaxed_bias_against_the_discrete_elbo_shrinks_with_the_temperature():
     for density in ("bernoulli", "concrete"):
         bias, se = [], []
         for tau in (2.0, 1.0, 0.5, 0.2):
-            grads, _ = draws(m, lambda x, r: var.relaxed_objective(m, x, r, tau, density=density), 80, 300, seed=3)
+            grads, _ = draws(m, lambda x, r: est.Relaxed(tau, density=density).objective(m, x, r), 80, 300, seed=3)
             bias.append(np.linalg.norm(grads.mean - exact))
             se.append(np.linalg.norm(grads.stderr))
         if density == "bernoulli":
@@ -281,7 +281,7 @@ def test_relaxed_bias_against_the_discrete_elbo_shrinks_with_the_temperature():
 def test_straight_through_value_and_theta_gradient_are_the_elbos():
     m = machine((6, 3), 5)
     exact, elbo, _ = exact_elbo_gradient(m, X6)
-    grads, bound = draws(m, lambda x, r: var.straight_through_objective(m, x, r, 1.0), 150, 100)
+    grads, bound = draws(m, lambda x, r: est.StraightThrough(1.0).objective(m, x, r), 150, 100)
     theta = np.concatenate([np.full(p.size, not n.startswith("recognition")) for n, p in m.named_parameters()])
     assert abs(bound.mean - elbo) <= 5 * bound.stderr
     assert_within(grads, exact, mask=theta)
@@ -294,7 +294,7 @@ def test_straight_through_gradient_by_hand():
     ∂f/∂a at fixed h = −(h − σ(a))/B, dy/da = y(1 − y)/τ:  δ = g y(1 − y)/τ − (h − σ(a))/B, ∇W = xᵀ δ, ∇b = Σ_n δ."""
     m, tau = machine((6, 3), 5), 0.7
     m.zero_grad()
-    var.straight_through_objective(m, X6, np.random.default_rng(4), tau).surrogate.backward()
+    est.StraightThrough(tau).objective(m, X6, np.random.default_rng(4)).surrogate.backward()
     got = {n: p.grad.copy() for n, p in m.named_parameters() if n.startswith("recognition")}
     m.zero_grad()
     a = X6 @ m.recognition[0].weight.data + m.recognition[0].bias.data
@@ -315,11 +315,11 @@ def test_straight_through_gradient_by_hand():
 # =============================================================================================
 
 STEPS = {
-    "reinforce": (var.reinforce_step, var.reinforce_objective, {}),
-    "vimco": (var.vimco_step, var.vimco_objective, {"k": 3}),
-    "relaxed": (var.relaxed_step, var.relaxed_objective, {"temperature": 0.5}),
-    "relaxed-bernoulli": (var.relaxed_step, var.relaxed_objective, {"temperature": 0.5, "density": "bernoulli"}),
-    "straight-through": (var.straight_through_step, var.straight_through_objective, {"temperature": 1.0}),
+    "reinforce": lambda: est.Reinforce(),
+    "vimco": lambda: est.VIMCO(3),
+    "relaxed": lambda: est.Relaxed(0.5),
+    "relaxed-bernoulli": lambda: est.Relaxed(0.5, density="bernoulli"),
+    "straight-through": lambda: est.StraightThrough(1.0),
 }
 
 
@@ -334,12 +334,12 @@ def test_each_step_moves_theta_and_lambda_along_its_objectives_gradient(name):
         nvil = NVIL((6, 4), hidden=5, rng=0, dtype=np.float64)
         nvil.c[:], nvil.v[:], nvil.steps = [-20.0, -5.0], [4.0, 2.0], 3        # past the first batch
         b_init = nvil.state_dict()
-        objective = var.nvil_objective(m, x, np.random.default_rng(1), nvil, update=False)
-        (objective.surrogate - objective.baseline_loss).backward()
+        objective = nvil.objective(m, x, np.random.default_rng(1), update=False)
+        (objective.surrogate - objective.loss).backward()
         b_grads = {n: p.grad.copy() for n, p in nvil.named_parameters()}
     else:
-        step, objective_fn, kw = STEPS[name]
-        objective = objective_fn(m, x, np.random.default_rng(1), **kw)
+        estimator = STEPS[name]()
+        objective = estimator.objective(m, x, np.random.default_rng(1))
         objective.surrogate.backward()
     grads = {n: p.grad.copy() for n, p in m.named_parameters()}
     m.load_state_dict(init)
@@ -347,13 +347,13 @@ def test_each_step_moves_theta_and_lambda_along_its_objectives_gradient(name):
     opt_p, opt_q = td.optim.SGD(m.generative_parameters(), lr=1.0), td.optim.SGD(m.recognition_parameters(), lr=1.0)
     if name == "nvil":
         opt_b = td.optim.SGD(nvil.parameters(), lr=1.0)
-        out = var.nvil_step(m, x, opt_p, opt_q, np.random.default_rng(1), nvil, opt_b)
+        out = nvil.step(m, x, [opt_p, opt_q, opt_b], np.random.default_rng(1))
         for n, v in nvil.state_dict().items():
             if n not in NVIL.STATS:
                 np.testing.assert_allclose(v - b_init[n], b_grads[n], rtol=1e-10, atol=1e-12, err_msg=n)
         assert nvil.steps == 4
     else:
-        out = step(m, x, opt_p, opt_q, np.random.default_rng(1), **kw)
+        out = estimator.step(m, x, [opt_p, opt_q], np.random.default_rng(1))
     for n, v in m.state_dict().items():
         assert np.any(grads[n] != 0), n
         np.testing.assert_allclose(v - init[n], grads[n], rtol=1e-10, atol=1e-12, err_msg=n)

@@ -13,7 +13,8 @@ import scipy.stats
 import tinydgm as td
 from tinydgm.distributions import Bernoulli, Normal
 from tinydgm.estimators import iwae_bound, summarize
-from tinydgm.models.vae import VAE, RunningMean
+from tinydgm.estimators import RunningMean
+from tinydgm.models.vae import VAE
 
 
 def perturbed_model(seed, x_dim=12, hidden=(8,), z_dim=3, decoder_scale=1.0):

@@ -12,6 +12,7 @@ from tinydgm.models.wake_sleep import by_hand as ws_hand
 from tinydgm.models.wake_sleep import exact as ws_exact
 from tinydgm.models.wake_sleep import model as ws
 from tinydgm.backend import device_rng
+from tinydgm.estimators.wake_sleep import reweighted_wake
 
 
 def machine(layers, seed, spread=0.5):
@@ -71,7 +72,7 @@ def test_delta_rule_equals_engine_reweighted(layers, batch, k, seed):
     """RWS p-update and q-wake update: Σ_k ω_k ∇ log p(x, h_k) and Σ_k ω_k ∇ log q(h_k|x), k samples from q."""
     m = machine(layers, seed)
     x = binary(np.random.default_rng(seed), (batch, layers[0]))
-    log_p, log_q, omega = m.reweighted_wake(x, np.random.default_rng(seed + 2), k)
+    log_p, log_q, omega = reweighted_wake(m, x, np.random.default_rng(seed + 2), k)
     hs = m.sample_q(x, np.random.default_rng(seed + 2), k)      # the same draws
     np.testing.assert_allclose(omega.sum(0), 1, rtol=1e-12)
     p_objective, q_objective = td.sum(log_p * omega) / batch, td.sum(log_q * omega) / batch
@@ -130,11 +131,11 @@ def test_wake_moves_only_theta_and_sleep_only_lambda():
     theta = lambda: {n: v for n, v in m.state_dict().items() if not n.startswith("recognition")}  # noqa: E731
     lam = lambda: {n: v for n, v in m.state_dict().items() if n.startswith("recognition")}  # noqa: E731
     before_p, before_q = theta(), lam()
-    ws._ascend(m.wake_phase(x, rng), opt_p)
+    td.estimators.ascend(m.wake_phase(x, rng), opt_p)
     assert all(np.array_equal(before_q[n], v) for n, v in lam().items())
     assert all(not np.array_equal(before_p[n], v) for n, v in theta().items())
     before_p, before_q = theta(), lam()
-    ws._ascend(m.sleep_phase(8, rng), opt_q)
+    td.estimators.ascend(m.sleep_phase(8, rng), opt_q)
     assert all(np.array_equal(before_p[n], v) for n, v in theta().items())
     assert all(not np.array_equal(before_q[n], v) for n, v in lam().items())
 
@@ -196,7 +197,7 @@ def test_sleep_phase_lowers_exact_kl_on_a_fixed_p():
     before = expected_kl()
     opt_q, rng = td.optim.Adam(m.recognition_parameters(), 0.05), np.random.default_rng(0)
     for _ in range(300):
-        ws._ascend(m.sleep_phase(50, rng), opt_q)
+        td.estimators.ascend(m.sleep_phase(50, rng), opt_q)
     after = expected_kl()
     assert after < 0.6 * before, (before, after)
     assert all(np.array_equal(theta[n], v) for n, v in m.state_dict().items() if n in theta)
@@ -281,7 +282,7 @@ def test_reweighted_wake_weights_are_p_over_q_from_the_exact_tables():
     """ω_k = w_k / Σ_j w_j, w_k = p(x, h_k) / q(h_k|x) (Bornschein & Bengio 2015, eq. 11), for the code's own draws;
     log p and log q it returns are the table entries, and L_k (iwae_bound, same draws) = log 1/k Σ_k w_k."""
     m, k = machine((6, 3), 5, spread=1.0), 7
-    log_p, log_q, omega = m.reweighted_wake(X6, np.random.default_rng(3), k)
+    log_p, log_q, omega = reweighted_wake(m, X6, np.random.default_rng(3), k)
     hs = m.sample_q(X6, np.random.default_rng(3), k)                    # replay: the same draws h_1..h_k
     tab_p, tab_q = exact_tables(m, X6)
     i, b = state_index(hs[0]), np.arange(len(X6))

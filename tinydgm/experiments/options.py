@@ -76,8 +76,11 @@ def check_config(run, expected):
         if key in ("out", "history") or want is None:
             continue
         if key not in run.config:
-            if key in ("data", "threads", "data_sha256"):
+            if key in ("data", "threads", "data_sha256", "estimator"):
                 continue                                     # found or recorded when the run goes on
+            if key in RESUMABLE:                             # how to optimise: a config without it takes the default
+                run.config[key] = want
+                continue
             raise RunError(f"{file}: no key {key!r}; expected the config tinydgm train wrote")
         have = run.config[key]
         if have is None and key in OPTIONAL:

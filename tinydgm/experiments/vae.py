@@ -4,8 +4,8 @@
     tinydgm train vae --minutes 30               the budgeted recipe: lr 1e-3 for 25% of the time,
                                                  then decayed 100-fold; best epoch by validation ELBO
     tinydgm train vae --schedule burda           Burda et al. 2016, App. D (3280 epochs, batch 20)
-    tinydgm train vae --objective iwae --k 5     IWAE (Burda et al. 2016): Adam on -L_5
-    tinydgm train vae --objective score-function[-baseline]
+    tinydgm train vae --estimator iwae --k 5     IWAE (Burda et al. 2016): Adam on -L_5
+    tinydgm train vae --estimator score-function[-baseline]
                                                  the same ELBO with the encoder's gradient by the score
                                                  function, without (with) a running-mean baseline
     tinydgm train vae --grad-variance-every 1    log grad_var_encoder at every validation (see below)
@@ -31,11 +31,12 @@ from tinydgm.distributions import kl_standard_normal
 from tinydgm.errors import UserError
 from tinydgm.experiments import evaluation, options, runs
 from tinydgm.metrics import active_units, mean_bound
-from tinydgm.models.vae import VAE, RunningMean
+from tinydgm.models.vae import VAE
 from tinydgm.optim import learning_rate
 
 NAME = "vae"
-OBJECTIVES = ("elbo", "iwae", "score-function", "score-function-baseline")
+ESTIMATORS = estimators.names("continuous")      # --estimator (alias --objective): how the encoder's gradient is made
+OPTION_ALIASES = {"objective": "estimator"}
 GRAD_VAR_SAMPLES, GRAD_VAR_IMAGES = 20, 100
 
 
@@ -50,18 +51,8 @@ class VAETrainer:
         self.model, self.opt, self.cfg, self.rng = model, opt, cfg, rng
         self.x, self.valid_x = train_x, valid_x
         self.draw = backend.device_rng(rng)
-        self.baseline = RunningMean() if cfg["objective"] == "score-function-baseline" else None
+        self.estimator = make_estimator(cfg)
         self.validations = 0
-
-    def objective(self, x, rng=None):
-        """The per-example training objective (its mean is maximised), drawing from `rng` (default: training's)."""
-        rng = self.draw if rng is None else rng
-        kind = self.cfg["objective"]
-        if kind == "iwae":
-            return self.model.iwae_bound(x, self.cfg["k"], rng=rng)
-        if kind.startswith("score-function"):
-            return self.model.score_function_elbo(x, rng=rng, baseline=None if self.baseline is None else self.baseline.value)
-        return self.model.elbo(x, rng=rng)
 
     def train_epoch(self, epoch, progress):
         self.opt.lr = learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
@@ -69,16 +60,9 @@ class VAETrainer:
         perm, total = backend.asarray(self.rng.permutation(n)), 0.0
         for i in range(0, n, b):
             x = self.x[perm[i:i + b]]
-            values = self.objective(x)
-            loss = -td.mean(values)
-            value = loss.item()
+            value = -self.estimator.step(self.model, x, [self.opt], self.draw)["bound"]
             if not math.isfinite(value):
                 raise runs.NonFinite(value)
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
-            if self.baseline is not None:
-                self.baseline.update(values.data)              # the value is the learning signal f
             total += value * len(x)
             if self.report:
                 self.report(i + len(x), n)
@@ -90,32 +74,39 @@ class VAETrainer:
         if every and self.validations % every == 0:            # the first validation, then every Nth
             c0 = time.process_time()
             rng = backend.device_rng(np.random.default_rng([self.cfg["seed"], 2, self.validations]))
-            out["grad_var_encoder"] = gradient_variance(
-                lambda: -td.mean(self.objective(self.valid_x[:GRAD_VAR_IMAGES], rng)), self.model.encoder.parameters())
+            objective = lambda: self.estimator.objective(self.model, self.valid_x[:GRAD_VAR_IMAGES], rng)  # noqa: E731
+            out["grad_var_encoder"] = gradient_variance(lambda: -objective().surrogate, self.model.encoder.parameters())
             out["grad_var_s"] = round(time.process_time() - c0, 3)
             self.model.zero_grad()
         self.validations += 1
         return out
 
     def state(self):
-        state = {"params": self.model.state_dict(), "opt": self.opt.state_dict(),
-                 "rng": runs.rng_state(self.rng), "validations": self.validations}
-        if self.baseline is not None:
-            state["baseline"] = self.baseline.state()
-        return state
+        return {"params": self.model.state_dict(), "opt": self.opt.state_dict(), "rng": runs.rng_state(self.rng),
+                "validations": self.validations, **self.estimator.state_dict()}
 
     def load_state(self, state):
         self.model.load_state_dict(state["params"])
         self.opt.load_state_dict(state["opt"])
         runs.set_rng_state(self.rng, state["rng"])
         self.validations = int(state.get("validations", 0))
-        if self.baseline is not None and "baseline" in state:
-            self.baseline.load_state(state["baseline"])
+        self.estimator.load_state_dict(state)
+
+
+def estimator_name(cfg):
+    """The run's --estimator (a run's config may name it `objective`, the option's other name)."""
+    return cfg.get("estimator") or cfg.get("objective") or "elbo"
+
+
+def make_estimator(cfg):
+    """The run's estimator from the registry (with its k where it takes one)."""
+    name = estimator_name(cfg)
+    return estimators.make(name, **({"k": cfg["k"]} if "k" in estimators.options(name) else {}))
 
 
 def gradient_variance(loss, params, n=GRAD_VAR_SAMPLES):
     """Total variance of n independent gradients of `loss()` (a fresh draw each call) w.r.t. params:
-    the sum over every element of its sample variance (ddof 1), via estimators.draw and summarize."""
+    the sum over every element of its sample variance (ddof 1), via estimators.gradient_variance."""
     xp = backend.xp()
 
     def estimate():
@@ -123,7 +114,7 @@ def gradient_variance(loss, params, n=GRAD_VAR_SAMPLES):
             p.grad = None
         loss().backward()
         return xp.concatenate([(p.grad if p.grad is not None else xp.zeros_like(p.data)).ravel() for p in params])
-    return float(estimators.summarize(estimators.draw(estimate, n)).variance.sum())
+    return estimators.gradient_variance(estimate, n)
 
 
 def mean_elbo(model, x, rng, batch_size=1000):
@@ -140,11 +131,11 @@ def add_train_arguments(p):
                                          "(lr 1e-3*10^(-i/7) for 3^i epochs). Default: anneal with --minutes")
     p.add_argument("--batch-size", type=int, help="images per step (default 100; 20 with --schedule burda)")
     p.add_argument("--adam-eps", type=float, help="Adam epsilon (default 1e-8; 1e-4 with --schedule burda)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="elbo",
+    p.add_argument("--estimator", "--objective", dest="estimator", choices=ESTIMATORS, default="elbo",
                    help="elbo: reparameterised, KL in closed form (default); iwae: L_k; score-function: the "
                         "one-sample ELBO (KL by sampling) with the encoder's gradient by the score function; "
-                        "score-function-baseline: the same with a running-mean baseline")
-    p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
+                        "score-function-baseline: the same with a running-mean baseline (--objective: the same option)")
+    p.add_argument("--k", type=int, default=5, help="importance samples for --estimator iwae (default 5)")
     p.add_argument("--grad-variance-every", type=int, default=0, metavar="N",
                    help=f"at the first validation and every Nth after it, log grad_var_encoder: the total variance of "
                         f"{GRAD_VAR_SAMPLES} gradient estimates of the training objective w.r.t. the encoder "
@@ -169,15 +160,15 @@ def configure(args):
     options.positive(cfg, "batch_size", "z_dim", "k", "eval_every")
     if cfg["grad_variance_every"] < 0:
         raise UserError(f"--grad-variance-every: expected an integer >= 0 (0: never), got {cfg['grad_variance_every']}")
-    if "k" in getattr(args, "given", ()) and cfg["objective"] != "iwae" and not args.resume:
-        raise UserError(f"--k: only --objective iwae draws k samples per image; --objective {cfg['objective']} "
-                        f"draws one (leave --k out, or add --objective iwae)")
+    if "k" in getattr(args, "given", ()) and "k" not in estimators.options(cfg["estimator"]) and not args.resume:
+        raise UserError(f"--k: only --estimator iwae draws k samples per image; --estimator {cfg['estimator']} "
+                        f"draws one (leave --k out, or add --estimator iwae)")
     return cfg
 
 
 def step_memory(cfg):
     """Bytes a training step holds at once (an estimate): the activations of batch x k rows, kept for backward."""
-    rows = cfg["batch_size"] * (cfg["k"] if cfg["objective"] == "iwae" else 1)
+    rows = cfg["batch_size"] * (cfg["k"] if estimator_name(cfg) == "iwae" else 1)
     floats = 8 * 784 + 8 * 2 * sum(cfg["hidden"]) + 12 * cfg["z_dim"]
     return 2 * rows * floats * 4
 
@@ -193,9 +184,9 @@ def train(args):
     run, cfg = options.resume_or_configure(args, NAME, configure)
     options.use_device(cfg["device"])
     fits = max(1, int(cfg["k"] * 0.8 * (options.available_memory() or 1) / max(step_memory(cfg), 1)))
-    options.check_memory(step_memory(cfg), f"--batch-size {cfg['batch_size']}" + f" --k {cfg['k']}" * (cfg["objective"] == "iwae"),
-                         f"a smaller --k (about {fits}) or --batch-size would fit" if cfg["objective"] == "iwae"
-                         else "a smaller --batch-size would fit")
+    iwae = estimator_name(cfg) == "iwae"
+    options.check_memory(step_memory(cfg), f"--batch-size {cfg['batch_size']}" + f" --k {cfg['k']}" * iwae,
+                         f"a smaller --k (about {fits}) or --batch-size would fit" if iwae else "a smaller --batch-size would fit")
     data = options.mnist_data(run, cfg)               # the test split too: the figures need it at the end
     train_x, valid_x = (backend.asarray(data[s][: cfg.get("limit")]) for s in ("train", "valid"))
     run = run or runs.Run.create(cfg["out"], cfg)

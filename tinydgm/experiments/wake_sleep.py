@@ -17,16 +17,14 @@ from tinydgm.data import binarized_mnist
 from tinydgm.errors import UserError
 from tinydgm.experiments import evaluation, options, runs
 from tinydgm.metrics import mean_bound
-from tinydgm.estimators import NVIL, draw, summarize
-from tinydgm.models.wake_sleep import HelmholtzMachine, reweighted_step, variational, wake_sleep_step
-from tinydgm.models.wake_sleep.model import UPDATES
+from tinydgm import estimators
+from tinydgm.models.wake_sleep import HelmholtzMachine
+from tinydgm.estimators.wake_sleep import UPDATES
 from tinydgm.optim import learning_rate
 
 NAME = "wake-sleep"
 TRAIN_THREADS = "narrow"            # batch-25 steps: a second BLAS thread loses 8% (scripts/bench.py threads)
-# --estimator: how the recognition net q(h|x) (and, for the variational ones, θ with it) is trained
-ESTIMATORS = ("ws", "rws", "reinforce", "nvil", "vimco", "relaxed", "straight-through")
-WITH_K = ("rws", "vimco")                         # the estimators that draw K samples per image
+ESTIMATORS = estimators.names("discrete")       # --estimator: how q(h|x) (and, for the variational ones, θ) learns
 
 
 # ---------------------------------------------------------------- the trainer plugged into runs.fit
@@ -39,27 +37,14 @@ class WakeSleepTrainer:
         self.model, self.opt_p, self.opt_q = model, opt_p, opt_q
         self.x, self.valid_x, self.cfg, self.rng = train_x, valid_x, cfg, rng
         self.draw = backend.device_rng(rng)
-        self.nvil = self.opt_b = None
-        self.estimator = cfg.get("estimator") or ("rws" if cfg.get("reweighted") else "ws")   # runs before --estimator
-        if self.estimator == "nvil":                    # NVIL's learned baselines and their optimiser
-            self.nvil = NVIL([784, *cfg["layers"][:-1]], rng=np.random.default_rng([cfg["seed"], 2]))
-            self.opt_b = td.optim.Adam(self.nvil.parameters(), lr=cfg["lr"])
+        self.estimator = make_estimator(cfg, model)
+        own = self.estimator.parameters()               # NVIL's learned baselines, with their optimiser
+        self.opt_b = td.optim.Adam(own, lr=cfg["lr"]) if own else None
 
     def step(self, x, opt_p, opt_q, opt_b=None):
         """One step of the run's estimator on batch x: {"bound": ...} or {"wake": ..., "sleep": ...}."""
-        cfg, name = self.cfg, self.estimator
-        if name == "ws":
-            return wake_sleep_step(self.model, x, opt_p, opt_q, self.draw)
-        if name == "rws":
-            return reweighted_step(self.model, x, opt_p, opt_q, self.draw, cfg["k"], cfg["updates"])
-        if name == "nvil":
-            return variational.nvil_step(self.model, x, opt_p, opt_q, self.draw, self.nvil, opt_b or self.opt_b)
-        if name == "vimco":
-            return variational.vimco_step(self.model, x, opt_p, opt_q, self.draw, cfg["k"])
-        if name in ("relaxed", "straight-through"):
-            step = variational.relaxed_step if name == "relaxed" else variational.straight_through_step
-            return step(self.model, x, opt_p, opt_q, self.draw, **_temperature(cfg))
-        return variational.reinforce_step(self.model, x, opt_p, opt_q, self.draw)
+        own = (opt_b or self.opt_b,) if self.opt_b else ()           # NVIL's baselines: their optimiser last
+        return self.estimator.step(self.model, x, (opt_p, opt_q) + own, self.draw)
 
     def train_epoch(self, epoch, progress):
         lr = learning_rate(self.cfg["schedule"], self.cfg["lr"], epoch, progress)
@@ -94,21 +79,20 @@ class WakeSleepTrainer:
         """grad_var_recognition: the total variance (Σ over λ's entries) of the estimator's gradient for the
         recognition parameters, from n independent estimates on the first `images` validation images."""
         c0, x = time.process_time(), self.valid_x[:images]
-        saved = self.rng.bit_generator.state, self.nvil and self.nvil.state_dict()
+        saved = self.rng.bit_generator.state, self.estimator.state_dict()
         recognition = self.model.recognition_parameters()
         probe = _Probe(recognition)
 
         def estimate():                                   # a step whose optimisers only read the gradients
             self.step(x, _Probe([]), probe, _Probe([]))
             return backend.xp().concatenate([g.ravel() for g in probe.grads])
-        variance = float(summarize(draw(estimate, n)).variance.sum())
+        variance = estimators.gradient_variance(estimate, n)
         self.rng.bit_generator.state = saved[0]           # the training stream goes on as if unmeasured
-        if self.nvil is not None:
-            self.nvil.load_state_dict(saved[1])
+        self.estimator.load_state_dict(saved[1])
         return {"grad_var_recognition": variance, "grad_var_s": round(time.process_time() - c0, 3)}
 
     def state(self):
-        nvil = {} if self.nvil is None else {"nvil": self.nvil.state_dict(), "opt_b": self.opt_b.state_dict()}
+        nvil = {} if self.opt_b is None else {"nvil": self.estimator.state_dict(), "opt_b": self.opt_b.state_dict()}
         return {"params": self.model.state_dict(), "opt_p": self.opt_p.state_dict(),
                 "opt_q": self.opt_q.state_dict(), "rng": runs.rng_state(self.rng),
                 "validations": self.validations, **nvil}
@@ -119,8 +103,8 @@ class WakeSleepTrainer:
         self.opt_q.load_state_dict(state["opt_q"])
         runs.set_rng_state(self.rng, state["rng"])
         self.validations = state.get("validations", 0)
-        if self.nvil is not None:
-            self.nvil.load_state_dict(state["nvil"])
+        if self.opt_b is not None:
+            self.estimator.load_state_dict(state["nvil"])
             self.opt_b.load_state_dict(state["opt_b"])
 
 
@@ -138,8 +122,12 @@ class _Probe:
         self.grads = [p.grad.copy() if p.grad is not None else p.data * 0 for p in self.params]
 
 
-def _temperature(cfg):
-    return {} if cfg.get("temperature") is None else {"temperature": cfg["temperature"]}
+def make_estimator(cfg, model):
+    """The run's estimator from the registry, with the options it takes (NVIL's baselines seeded by (seed, 2))."""
+    name = cfg.get("estimator") or ("rws" if cfg.get("reweighted") else "ws")
+    opts = {"k": cfg["k"], "updates": cfg["updates"], "temperature": cfg.get("temperature")}
+    return estimators.make(name, model, rng=np.random.default_rng([cfg["seed"], 2]),
+                           **{key: opts[key] for key in estimators.options(name)})
 
 
 def mean_iwae_bound(model, x, k, rng, rows=20000):
@@ -193,16 +181,13 @@ def configure(args):
         raise UserError(f"--grad-variance-every: expected an integer >= 0, got {cfg['grad_variance_every']}")
     if cfg["estimator"] == "vimco" and cfg["k"] < 2:
         raise UserError(f"--k: VIMCO needs K >= 2 samples per image (each one's baseline leaves it out), got {cfg['k']}")
-    given = set() if args.resume else getattr(args, "given", set())
-    if "temperature" in given and cfg["estimator"] not in ("relaxed", "straight-through"):
-        raise UserError(f"--temperature: only --estimator relaxed and straight-through use it, not {cfg['estimator']} "
-                        f"(leave it out)")
-    if "k" in given and cfg["estimator"] not in WITH_K:
-        raise UserError(f"--k: only --estimator {' and '.join(WITH_K)} draw K samples per image, not {cfg['estimator']} "
-                        f"(leave it out)")
-    if "updates" in given and cfg["estimator"] != "rws":
-        raise UserError(f"--updates: only --estimator rws applies a choice of updates, not {cfg['estimator']} (leave it out)")
-    if cfg["estimator"] not in WITH_K:
+    takes = estimators.options(cfg["estimator"])
+    for option in ("k", "temperature", "updates"):
+        if option in getattr(args, "given", ()) and option not in takes and not args.resume:
+            users = [n for n in ESTIMATORS if option in estimators.options(n)]
+            raise UserError(f"--{option}: only --estimator {' and '.join(users)} use it, not {cfg['estimator']} "
+                            f"(leave it out)")
+    if "k" not in takes:
         cfg["k"] = 1
     if cfg["estimator"] != "rws":
         cfg["updates"] = ["p", "sleep"] if cfg["estimator"] == "ws" else []

@@ -10,29 +10,27 @@ differentiable" slide): z ~ q(z|x) is drawn as data and the encoder learns by th
 
     d/dlambda ELBO = E_q[(log p(x, z) - log q(z|x) - b) d/dlambda log q(z|x)]     for any constant b
 
-with `RunningMean` as the baseline b.  The same gradient derived by hand is in `by_hand.py`;
+with `estimators.RunningMean` as the baseline b.  The same gradient derived by hand is in `by_hand.py`;
 training runs are in `tinydgm.experiments.vae`.
 """
-import numpy as np
 
 import tinydgm as td
 from tinydgm import backend, estimators, nn
-from tinydgm.distributions import Bernoulli, Normal, kl_standard_normal
+from tinydgm.distributions import Bernoulli, Normal, StandardNormal
 
 
 class VAE(nn.Module):
     """One stochastic layer of z_dim Gaussian units between two MLPs."""
 
     def __init__(self, x_dim=784, hidden=(200, 200), z_dim=50, activation="tanh", rng=None, dtype=None):
-        rng = np.random.default_rng(rng) if rng is None or isinstance(rng, int) else rng
+        rng = estimators.generator(rng)
         self.x_dim, self.hidden, self.z_dim = x_dim, tuple(hidden), z_dim
         self.encoder = nn.MLP([x_dim, *hidden, 2 * z_dim], activation, rng=rng, dtype=dtype)
         self.decoder = nn.MLP([z_dim, *hidden[::-1], x_dim], activation, rng=rng, dtype=dtype)
 
     def prior(self, dtype):
         """p(z) = N(0, I)."""
-        xp = backend.xp()
-        return Normal(xp.zeros(self.z_dim, dtype), xp.ones(self.z_dim, dtype), validate_args=False)
+        return StandardNormal(self.z_dim, dtype)
 
     def encode(self, x):
         """q(z|x): the one place where log sigma^2 becomes a scale."""
@@ -44,11 +42,9 @@ class VAE(nn.Module):
         return Bernoulli(logits=self.decoder(z), validate_args=False)
 
     def elbo(self, x, rng=None):
-        """Per-example ELBO = log p(x|z) - KL(q(z|x) || N(0, I)), z = mu + sigma * eps (one sample)."""
+        """Per-example ELBO = log p(x|z) - KL(q(z|x) || N(0, I)), z = mu + sigma * eps (one sample): `estimators.elbo`."""
         q = self.encode(x)
-        z = q.rsample(rng=rng)
-        log_px = td.sum(self.decode(z).log_prob(x), axis=-1)
-        return log_px - td.sum(kl_standard_normal(q), axis=-1)
+        return estimators.elbo(lambda z: td.sum(self.decode(z).log_prob(x), axis=-1), q, self.prior(q.loc.dtype), rng=rng)
 
     def iwae_bound(self, x, k, rng=None):
         """Per-example L_k = logsumexp_j log w_j - log k, w_j = p(x, z_j) / q(z_j|x).
@@ -71,7 +67,7 @@ class VAE(nn.Module):
             d/dlambda   (f - b) d log q(z|x) / dlambda  (Williams 1992; Ranganath et al. 2014, eq. 3),
                         without the term -d log q(z|x)/dlambda of f itself, whose mean is 0
         baseline  b: None (0), a number, or one number per example computed without this z (e.g.
-                  `RunningMean.value`); any such b leaves the mean unchanged.  The encoder's part
+                  `estimators.RunningMean.value`); any such b leaves the mean unchanged.  The encoder's part
         comes from `estimators.score_function_surrogate`, added as s - stop(s) (value 0, Foerster et
         al. 2018's trick) and spread over the batch, so that the mean or sum of the returned values
         has the gradient of the mean or sum of the per-example estimates.
@@ -88,43 +84,16 @@ class VAE(nn.Module):
 
     def sample(self, n, rng=None):
         """x ~ p(x|z), z ~ N(0, I): n binary images."""
-        rng = np.random.default_rng() if rng is None else rng
+        rng = estimators.generator(rng)
         with td.no_grad():
             return self.decode(self.prior_sample(n, rng)).sample(rng=backend.device_rng(rng))
 
     def prior_sample(self, n, rng=None):
         """z ~ N(0, I), n rows (drawn on the host, moved to the backend)."""
-        rng = np.random.default_rng() if rng is None else rng
+        rng = estimators.generator(rng)
         return td.tensor(rng.standard_normal((n, self.z_dim), dtype=self.decoder.layers[0].weight.dtype))
 
     def reconstruct(self, x):
         """The mean of p(x|z) at z = E_q[z|x]."""
         with td.no_grad():
             return self.decode(self.encode(x).loc).probs
-
-
-class RunningMean:
-    """The baseline b = exponential moving average of the learning signal's batch means, bias-corrected
-    as Adam's moments (Kingma & Ba 2015, alg. 1): b_t = m_t / (1 - decay^t),  m_t = decay m_(t-1) + (1 - decay) f_t.
-
-    `value` is None before the first `update` (no baseline); `state()`/`load_state()` go in a checkpoint.
-    """
-
-    def __init__(self, decay=0.9):
-        self.decay, self.mean, self.steps = decay, 0.0, 0
-
-    @property
-    def value(self):
-        return self.mean / (1 - self.decay ** self.steps) if self.steps else None
-
-    def update(self, signal):
-        """Fold in one batch's learning signal (an array or Tensor: its mean is used)."""
-        f = float(backend.to_numpy(signal.data if isinstance(signal, td.Tensor) else signal).astype(np.float64).mean())
-        self.mean = self.decay * self.mean + (1 - self.decay) * f
-        self.steps += 1
-
-    def state(self):
-        return {"decay": self.decay, "mean": self.mean, "steps": self.steps}
-
-    def load_state(self, state):
-        self.decay, self.mean, self.steps = float(state["decay"]), float(state["mean"]), int(state["steps"])

@@ -10,7 +10,9 @@ reweighted wake-sleep weights each of k samples by ω_k.  `tests/models/test_wak
 checks that these equal the engine's gradients; the by-hand steps use the same optimisers.
 """
 from tinydgm import backend, numerics
-from tinydgm.models.wake_sleep.model import UPDATES, affine, bernoulli_sample, log_bernoulli_sum
+from tinydgm.estimators.discrete import bernoulli_sample
+from tinydgm.estimators.importance import bound_value, normalized_weights
+from tinydgm.models.wake_sleep.model import UPDATES, affine, log_bernoulli_sum
 
 
 # =============================================================================================
@@ -106,8 +108,7 @@ def reweighted_step_by_hand(model, x, opt_p, opt_q, rng, k=5, updates=UPDATES):
     log_w = log_bernoulli_sum(a["prior"], s[-1])
     for l in range(n_layers):
         log_w += log_bernoulli_sum(logits_p[l], s[l]) - log_bernoulli_sum(logits_q[l], s[l + 1])
-    omega = xp.exp(log_w - log_w.max(0, keepdims=True))                 # ω_k
-    omega /= omega.sum(0, keepdims=True)
+    omega = normalized_weights(log_w)                                   # ω_k
     c, g_p, g_q, out = omega[..., None] / len(x), {}, {}, {}
     if "p" in updates:
         delta = (s[-1] - numerics.sigmoid(xp, a["prior"])) * c        # the prior: a layer with no input
@@ -123,7 +124,7 @@ def reweighted_step_by_hand(model, x, opt_p, opt_q, rng, k=5, updates=UPDATES):
         g_q = {n: g + g_q[n] for n, g in g_s.items()} if g_q else g_s
     _descend_along(model, g_p, opt_p)
     _descend_along(model, g_q, opt_q)
-    out["bound"] = float(numerics.log_mean_exp(xp, log_w, axis=0).mean())     # L_k of this batch
+    out["bound"] = float(bound_value(log_w).mean())                     # L_k of this batch
     return out
 
 

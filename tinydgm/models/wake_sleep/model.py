@@ -11,26 +11,23 @@
              p-update Σ_k ω_k ∇θ log p(x, h_k);  q-wake update Σ_k ω_k ∇λ log q(h_k|x);  sleep update as above
 
 Binary states are float32 0/1 arrays drawn as [u < σ(a)] from a passed generator; they are never
-part of a graph.  Each layer's gradient is local, the delta rule (sample − predicted probability)
-× input: `by_hand.py` writes it out; `exact.py` enumerates small machines; training runs are in
+part of a graph.  The machine offers the layered-model interface of `tinydgm.estimators.discrete`, so every
+discrete estimator (`tinydgm.estimators`: wake-sleep, RWS, REINFORCE, NVIL, VIMCO, relaxed, straight-through)
+trains it.  Each layer's gradient is local, the delta rule (sample − predicted probability) × input:
+`by_hand.py` writes it out; `exact.py` enumerates small machines; training runs are in
 `tinydgm.experiments.wake_sleep`.
 """
-import contextlib
-
 import numpy as np
 
 import tinydgm as td
-from tinydgm import backend, nn, numerics
+from tinydgm import backend, estimators, nn, numerics
+from tinydgm.estimators import wake_sleep
+from tinydgm.estimators.discrete import bernoulli_sample
+from tinydgm.estimators.importance import bound_value
 
 
 def _xp(a):
     return backend.get_array_module(a)
-
-
-def bernoulli_sample(logits, rng, shape=None):
-    """Binary units s = [u < σ(logits)], u ~ U(0, 1), as 0/1 arrays of logits' dtype (`shape`: with sample axes)."""
-    u = rng.random(shape or logits.shape, dtype=logits.dtype)
-    return (u < numerics.sigmoid(_xp(logits), logits)).astype(logits.dtype)
 
 
 def log_bernoulli_sum(logits, s):
@@ -63,7 +60,7 @@ class HelmholtzMachine(nn.Module):
         layers = tuple(int(n) for n in layers)
         if len(layers) < 2 or min(layers) < 1:
             raise ValueError(f"HelmholtzMachine: layers must be (visible, hidden, ...) positive sizes, got {layers}")
-        rng = np.random.default_rng(rng) if rng is None or isinstance(rng, int) else rng
+        rng = estimators.generator(rng)
         dtype = dtype or backend.default_dtype
         self.layers = layers
         L = len(layers) - 1
@@ -90,56 +87,49 @@ class HelmholtzMachine(nn.Module):
         m = np.clip(backend.to_numpy(x).mean(0), 1e-3, 1 - 1e-3)
         self.generative[0].bias.data[...] = backend.asarray(np.log(m / (1 - m)), dtype=self.prior.dtype)
 
-    # -- densities (differentiable in the parameters; the states are data) -----------------------
+    # -- the layered-model interface of tinydgm.estimators.discrete (on the engine) ----------------------
+    def recognition_logits(self, l, below):
+        """Logits of q(h_{l+1} | below), below = x for l = 0."""
+        return _linear(self.recognition[l], below)
+
+    def generative_logits(self, l, above):
+        """Logits of p(s_l | s_{l+1} = above), s_0 = x."""
+        return _linear(self.generative[l], above)
+
+    def prior_logits(self):
+        """Logits of the factorised prior p(h_L)."""
+        return self.prior
+
+    def log_likelihood(self, x, h1):
+        """log p(x | h_1) per example (h_1 may be continuous in [0, 1])."""
+        return td.sum(td.bernoulli_log_prob(self.generative_logits(0, h1), td.tensor(x).data), axis=-1)
+
     def log_joint(self, x, hs):
         """log p(x, h|θ) per example; hs = [h_1, ..., h_L], leading sample axes broadcast against x."""
-        terms = self.log_joint_terms(x, hs)
-        total = terms[-1]                                                              # log p(h_L)
-        for term in reversed(terms[:-1]):                                              # + log p(s_l | s_{l+1})
-            total = total + term
-        return total
+        return estimators.total(self.log_joint_terms(x, hs)[::-1])
 
     def log_joint_terms(self, x, hs):
         """The factors of log p(x, h|θ) per example, bottom-up: [log p(x | h_1), ..., log p(h_{L-1} | h_L), log p(h_L)]."""
         s = [td.tensor(x).data, *hs]
-        terms = [td.sum(td.bernoulli_log_prob(_linear(layer, s[l + 1]), s[l]), axis=-1)   # log p(s_l | s_{l+1})
-                 for l, layer in enumerate(self.generative)]
+        terms = [td.sum(td.bernoulli_log_prob(self.generative_logits(l, s[l + 1]), s[l]), axis=-1)   # log p(s_l | s_{l+1})
+                 for l in range(len(self.generative))]
         return terms + [td.sum(td.bernoulli_log_prob(self.prior, s[-1]), axis=-1)]      # log p(h_L)
 
     def log_q(self, hs, x):
         """log q(h|x, λ) per example."""
-        terms = self.log_q_terms(hs, x)
-        total = terms[0]
-        for term in terms[1:]:
-            total = total + term
-        return total
+        return estimators.total(self.log_q_terms(hs, x))
 
     def log_q_terms(self, hs, x):
         """The factors of log q(h|x, λ) per example: [log q(h_1 | x), ..., log q(h_L | h_{L-1})]."""
         s = [td.tensor(x).data, *hs]
-        return [td.sum(td.bernoulli_log_prob(_linear(layer, s[l]), s[l + 1]), axis=-1)     # log q(s_{l+1} | s_l)
-                for l, layer in enumerate(self.recognition)]
+        return [td.sum(td.bernoulli_log_prob(self.recognition_logits(l, s[l]), s[l + 1]), axis=-1)     # log q(s_{l+1} | s_l)
+                for l in range(len(self.recognition))]
 
     # -- sampling (plain arrays: no gradient ever flows through a binary state) ----------------------
     def sample_q(self, x, rng, k=None):
         """h ~ q(h|x): [h_1, ..., h_L], each (B, n_l), or (k, B, n_l) with k samples per image."""
-        s, hs = td.tensor(x).data, []
-        for l, layer in enumerate(self.recognition):
-            logits = affine(s, layer.weight.data, layer.bias.data)     # layer 1's logits once for all k
-            s = bernoulli_sample(logits, rng, (k,) + logits.shape if k and l == 0 else None)
-            hs.append(s)
-        return hs
-
-    def sample_q_with_log_q(self, x, rng, k=None):
-        """The draws of `sample_q` (same rng use), with the factors [log q(h_l | h_{l-1})] per example on the
-        engine: one pass through the recognition net, its logits computed once for sampling and density."""
-        s, hs, terms = td.tensor(x).data, [], []
-        for l, layer in enumerate(self.recognition):
-            logits = _linear(layer, s)
-            s = bernoulli_sample(logits.data, rng, (k,) + logits.shape if k and l == 0 else None)
-            hs.append(s)
-            terms.append(td.sum(td.bernoulli_log_prob(logits, s), axis=-1))
-        return hs, terms
+        with td.no_grad():
+            return estimators.discrete.sample_q(self, x, rng, k)[0]
 
     def dream(self, n, rng):
         """(x̃, [h̃_1, ..., h̃_L]) ~ p(x, h|θ), ancestrally from the top."""
@@ -155,29 +145,14 @@ class HelmholtzMachine(nn.Module):
         _, hs = self.dream(n, rng)
         return numerics.sigmoid(_xp(self.prior.data), affine(hs[0], self.generative[0].weight.data, self.generative[0].bias.data))
 
-    # -- the two phases, as on the slides -----------------------------------------------------------
+    # -- the two phases, as on the slides (written once, in tinydgm.estimators.wake_sleep) ----------------
     def wake_phase(self, x, rng):
         """Wake: h ~ q(h|x) held fixed; returns mean log p(x, h|θ), a function of θ only."""
-        return td.mean(self.log_joint(x, self.sample_q(x, rng)))
+        return wake_sleep.wake_phase(self, x, rng)
 
     def sleep_phase(self, n, rng):
         """Sleep: dream (x̃, h̃) ~ p; returns mean log q(h̃|x̃, λ), a function of λ only."""
-        x, hs = self.dream(n, rng)
-        return td.mean(self.log_q(hs, x))
-
-    def reweighted_wake(self, x, rng, k, q_grad=True):
-        """RWS wake (Bornschein & Bengio 2015, eqs. 10-11): k samples from q, their log p, log q (k, B)
-        and normalised importance weights ω (k, B, an array: no gradient through the weights)."""
-        with contextlib.nullcontext() if q_grad else td.no_grad():
-            hs, q_terms = self.sample_q_with_log_q(x, rng, k)          # one pass up q: samples and log q
-        log_q = q_terms[0]
-        for term in q_terms[1:]:
-            log_q = log_q + term
-        log_p = self.log_joint(x, hs)
-        log_w = log_p.data - log_q.data
-        omega = _xp(log_w).exp(log_w - log_w.max(0, keepdims=True))
-        omega /= omega.sum(0, keepdims=True)
-        return log_p, log_q, omega
+        return wake_sleep.sleep_phase(self, n, rng)
 
     # -- bounds ------------------------------------------------------------------------------------------
     def iwae_bound(self, x, k, rng):
@@ -185,14 +160,10 @@ class HelmholtzMachine(nn.Module):
 
         A value, computed on arrays (no graph: train with `reweighted_step`), returned as a Tensor."""
         x = td.tensor(x).data
-        s, hs, log_q = x, [], 0.0                 # the draws of sample_q, log q from the logits that drew them
-        for l, layer in enumerate(self.recognition):
-            logits = affine(s, layer.weight.data, layer.bias.data)
-            s = bernoulli_sample(logits, rng, (k,) + logits.shape if l == 0 else None)
-            log_q = log_q + log_bernoulli_sum(logits, s)
-            hs.append(s)
-        log_w = self.log_weights(x, hs, log_q)
-        return td.tensor(numerics.log_mean_exp(_xp(log_w), log_w, axis=0))
+        with td.no_grad():                        # the draws of sample_q, log q from the logits that drew them
+            hs, q_terms = estimators.discrete.sample_q(self, x, rng, k)
+        log_w = self.log_weights(x, hs, estimators.total(q_terms).data)
+        return td.tensor(bound_value(log_w))
 
     def log_weights(self, x, hs, log_q=None):
         """log p(x, h) - log q(h|x) on arrays, no graph: what L_k needs for k in the thousands (`log_q`: log q(h|x)
@@ -214,49 +185,18 @@ class HelmholtzMachine(nn.Module):
 
 
 # =============================================================================================
-# Training steps on the engine
+# Training steps on the engine (the estimators of tinydgm.estimators.wake_sleep)
 # =============================================================================================
 
-UPDATES = ("p", "q-wake", "sleep")
-
-
-def _ascend(objective, opt):
-    opt.zero_grad()
-    (-objective).backward()
-    opt.step()
+UPDATES = wake_sleep.UPDATES
 
 
 def wake_sleep_step(model, x, opt_p, opt_q, rng):
     """Hinton et al. 1995: a wake update of θ (opt_p), then a sleep update of λ (opt_q) on len(x) dreams."""
-    wake = model.wake_phase(x, rng)
-    _ascend(wake, opt_p)
-    sleep = model.sleep_phase(len(x), rng)
-    _ascend(sleep, opt_q)
-    return {"wake": wake.item(), "sleep": sleep.item()}
+    return wake_sleep.WakeSleep().step(model, x, (opt_p, opt_q), rng)
 
 
 def reweighted_step(model, x, opt_p, opt_q, rng, k=5, updates=UPDATES):
     """Reweighted wake-sleep (Bornschein & Bengio 2015): the chosen updates from one set of k samples
     per image (p: θ; q-wake and sleep: λ), one backward pass, then a step of each optimiser."""
-    bad = set(updates) - set(UPDATES)
-    if bad or not updates:
-        raise ValueError(f"reweighted_step: updates must be among {UPDATES}, got {tuple(updates)}")
-    log_p, log_q, omega = model.reweighted_wake(x, rng, k, q_grad="q-wake" in updates)
-    n = len(x)
-    objective, out = 0, {}
-    if "p" in updates:
-        objective = objective + td.sum(log_p * omega) / n                      # Σ_k ω_k log p(x, h_k)
-    if "q-wake" in updates:
-        objective = objective + td.sum(log_q * omega) / n                      # Σ_k ω_k log q(h_k|x)
-    if "sleep" in updates:
-        sleep = model.sleep_phase(n, rng)
-        objective = objective + sleep
-        out["sleep"] = sleep.item()
-    opt_p.zero_grad()
-    opt_q.zero_grad()
-    (-objective).backward()
-    opt_p.step()
-    opt_q.step()
-    log_w = log_p.data - log_q.data
-    out["bound"] = float(numerics.log_mean_exp(_xp(log_w), log_w, axis=0).mean())   # L_k of this batch, for free
-    return out
+    return wake_sleep.ReweightedWakeSleep(k, updates).step(model, x, (opt_p, opt_q), rng)
