@@ -13,7 +13,8 @@ once: the code moved) or error.  The working tree is never modified.
     python scripts/mutate.py --tests tests/            run the whole suite for every mutation
 
 The list was written from the source's mathematics, before the tests meant to catch it
-(issue 17, item 4), and committed first.  Exit status: 0 when every mutation is caught, 1 when one
+(issue 17, item 4), and committed first; so were the records of the estimators added since and of
+every option an estimator takes (issue 25, item 5).  Exit status: 0 when every mutation is caught, 1 when one
 survives, is stale or errs, 2 when the unmutated tests fail in the copy or an option is wrong (one line,
 checked before anything runs), 130 when interrupted (SIGINT, SIGTERM, SIGHUP: the copies are removed and
 their tests killed).
@@ -63,9 +64,13 @@ def _count(path, text):
 ENGINE = ["tests/engine/test_ops.py", "tests/engine/test_graph.py"]
 NN = ENGINE + ["tests/engine/test_nn_optim.py"]
 DISTRIBUTIONS = ["tests/probability/test_distributions.py", "tests/probability/test_linear_gaussian.py"]
-ESTIMATORS = ["tests/probability/test_estimators.py", "tests/probability/test_linear_gaussian.py"]
+ESTIMATORS = ["tests/probability/test_estimators.py", "tests/probability/test_nvil_vimco.py",
+              "tests/probability/test_relaxed_bernoulli.py", "tests/probability/test_estimator_options.py",
+              "tests/probability/test_linear_gaussian.py", "tests/probability/test_estimator_models.py",
+              "tests/models/test_sbn_estimators.py"]                    # cheap files first: pytest -x stops early
 VAE = ["tests/models/test_vae.py", "tests/models/test_vae_reference.py"]
-WAKE_SLEEP = ["tests/models/test_wake_sleep.py", "tests/experiments/test_wake_sleep_cli.py"]
+WAKE_SLEEP = ["tests/models/test_wake_sleep.py", "tests/probability/test_estimator_options.py",
+              "tests/probability/test_estimator_models.py", "tests/experiments/test_wake_sleep_cli.py"]
 HMM = ["tests/models/test_hmm.py"]
 LOGLINEAR = ["tests/models/test_loglinear.py", "tests/models/test_hmm.py"]
 OPTIM = ["tests/engine/test_nn_optim.py"]
@@ -75,7 +80,11 @@ TAGGING = ["tests/data/test_conllu.py", "tests/experiments/test_pos_hmm_cli.py"]
 # Files: where a formula moved between files, the record names the candidates and the one that
 # holds its text exactly once is used (see `m`).
 OPS, TENSOR = ("tinydgm/ops.py", "tinydgm/numerics.py"), "tinydgm/tensor.py"
-DIST, EST = "tinydgm/distributions.py", "tinydgm/estimators.py"
+DIST = "tinydgm/distributions.py"
+IMPORTANCE, REPARAM = "tinydgm/estimators/importance.py", "tinydgm/estimators/reparam.py"
+SCORE, VIMCO_PY = "tinydgm/estimators/score_function.py", "tinydgm/estimators/vimco.py"
+WS_EST, RELAXED = "tinydgm/estimators/wake_sleep.py", "tinydgm/estimators/relaxed.py"
+DISCRETE, REGISTRY = "tinydgm/estimators/discrete.py", "tinydgm/estimators/__init__.py"
 VAE_PY, HAND = "tinydgm/models/vae/model.py", "tinydgm/models/vae/by_hand.py"
 WS = ("tinydgm/models/wake_sleep/model.py", "tinydgm/models/wake_sleep/by_hand.py",
       "tinydgm/models/wake_sleep/exact.py", "tinydgm/numerics.py")
@@ -176,9 +185,9 @@ MUTATIONS = [
     # =========================================================================================
     # tinydgm/tensor.py: accumulation in backward
     # =========================================================================================
-    m("tensor-leaf-accumulate", TENSOR, "node.grad = node.grad + g", "node.grad = g",
+    m("tensor-leaf-accumulate", TENSOR, "leaf.grad = leaf.grad + g", "leaf.grad = g",
       "backward: a leaf's .grad overwritten, not accumulated across calls", ENGINE),
-    m("tensor-fan-out", TENSOR, "cotangents[id(a)] = gi if prev is None else prev + gi", "cotangents[id(a)] = gi",
+    m("tensor-fan-out", TENSOR, "cotangents[id(a)] = share if prev is None else prev + share", "cotangents[id(a)] = share",
       "backward: a node used twice keeps only its last cotangent", ENGINE),
 
     # =========================================================================================
@@ -218,49 +227,215 @@ MUTATIONS = [
       "KL(Bernoulli||Bernoulli): log(1 - q) replaced by log q", DISTRIBUTIONS),
 
     # =========================================================================================
-    # tinydgm/estimators.py
+    # tinydgm/estimators/: importance.py, reparam.py, score_function.py (moved from estimators.py)
     # =========================================================================================
-    m("est-lme-log-n", EST, "ops.logsumexp(x, axis=axis, keepdims=keepdims) - math.log(n)",
+    m("est-lme-log-n", IMPORTANCE, "ops.logsumexp(x, axis=axis, keepdims=keepdims) - math.log(x.shape[axis])",
       "ops.logsumexp(x, axis=axis, keepdims=keepdims)",
       "log_mean_exp: - log n dropped (log-sum-exp)", ESTIMATORS),
-    m("est-lme-axis", EST, "n = x.shape[axis]", "n = x.shape[0]",
+    m("est-lme-axis", IMPORTANCE, "math.log(x.shape[axis])", "math.log(x.shape[0])",
       "log_mean_exp: n counted along axis 0 whatever the axis", ESTIMATORS),
-    m("est-iwae-mean", EST, "return log_mean_exp(log_weights, axis=axis)", "return ops.mean(log_weights, axis=axis)",
+    m("est-iwae-mean", IMPORTANCE, "return log_mean_exp(log_weights, axis=axis)", "return ops.mean(log_weights, axis=axis)",
       "iwae_bound: mean of log w (the ELBO) instead of log mean w", ESTIMATORS),
-    m("est-elbo-kl-sign", EST, "return expected - _event_sum(kl_divergence(q, prior), event_ndim)",
+    m("est-elbo-kl-sign", REPARAM, "return expected - _event_sum(kl_divergence(q, prior), event_ndim)",
       "return expected + _event_sum(kl_divergence(q, prior), event_ndim)",
       "elbo (analytic): + KL instead of - KL", ESTIMATORS),
-    m("est-elbo-entropy", EST, "return expected + _event_sum(q.entropy(), event_ndim)", "return expected",
+    m("est-elbo-entropy", REPARAM, "return expected + _event_sum(q.entropy(), event_ndim)", "return expected",
       "elbo (analytic, no prior): the entropy H(q) dropped", ESTIMATORS),
-    m("est-elbo-mc-q", EST, "log_ratio = -_event_sum(q.log_prob(z), event_ndim)",
+    m("est-elbo-mc-q", REPARAM, "log_ratio = -_event_sum(q.log_prob(z), event_ndim)",
       "log_ratio = _event_sum(q.log_prob(z), event_ndim)",
       "elbo (mc): + log q instead of - log q", ESTIMATORS),
-    m("est-elbo-mc-prior", EST, "log_ratio = log_ratio + _event_sum(prior.log_prob(z), event_ndim)",
+    m("est-elbo-mc-prior", REPARAM, "log_ratio = log_ratio + _event_sum(prior.log_prob(z), event_ndim)",
       "log_ratio = log_ratio - _event_sum(prior.log_prob(z), event_ndim)",
       "elbo (mc): - log p(z) instead of + log p(z)", ESTIMATORS),
-    m("est-loo", EST, "baseline = (f.sum(axis=0, keepdims=True) - f) / (s - 1)",
+    m("est-loo", SCORE, "baseline = (f.sum(axis=0, keepdims=True) - f) / (s - 1)",
       "baseline = f.mean(axis=0, keepdims=True)",
       "score function 'loo': mean of all samples, own included (biased)", ESTIMATORS),
-    m("est-baseline-sign", EST, "centred = f if baseline is None else f - unwrap(baseline)",
+    m("est-baseline-sign", SCORE, "centred = f if baseline is None else f - unwrap(baseline)",
       "centred = f if baseline is None else f + unwrap(baseline)",
       "score function: f + b instead of f - b", ESTIMATORS),
 
     # =========================================================================================
+    # The estimators added since the list was written (issue 25, item 5): written before the tests
+    # meant to catch them.  NVIL (Mnih & Gregor 2014): signals, baselines, centring and scaling
+    # =========================================================================================
+    m("nvil-signal-q", SCORE, "acc = acc + p - q", "acc = acc + p",
+      "local_signals: ℓ_l = log p(h_{l-1}, ..., h_L) without − log q(h_l, ..., h_L | h_{l-1})", ESTIMATORS),
+    m("nvil-signal-order", SCORE, "return signals[::-1]", "return signals",
+      "local_signals: the layers' signals in reverse (layer 1 gets the top layer's)", ESTIMATORS),
+    m("nvil-signal-prior", SCORE, "signals, acc = [], log_p_terms[-1]", "signals, acc = [], 0 * log_p_terms[-1]",
+      "local_signals: the prior log p(h_L) left out of every signal", ESTIMATORS),
+    m("nvil-residual-sign", SCORE, "r = signal - b.data", "r = signal + b.data",
+      "NVIL: ℓ_l + b_l(h_{l-1}) instead of ℓ_l − b_l (the baseline added)", ESTIMATORS),
+    m("nvil-centre", SCORE, "((r - c) / s)[..., 0]", "(r / s)[..., 0]",
+      "NVIL: the running mean c_l not subtracted from the signal", ESTIMATORS),
+    m("nvil-scale-sqrt", SCORE, "return max(1.0, math.sqrt(self.v[l]))", "return max(1.0, self.v[l])",
+      "NVIL: the signal divided by max(1, v) instead of max(1, √v)", ESTIMATORS),
+    m("nvil-scale-max", SCORE, "return max(1.0, math.sqrt(self.v[l]))", "return math.sqrt(self.v[l])",
+      "NVIL: divided by √v even when v < 1 (the max(1, ·) dropped)", ESTIMATORS),
+    m("nvil-c-alpha", SCORE, "self.c[l] = self.alpha * self.c[l] + (1 - self.alpha) * float(r.mean())",
+      "self.c[l] = (1 - self.alpha) * self.c[l] + self.alpha * float(r.mean())",
+      "NVIL: c <- (1 − α) c + α mean (α and 1 − α swapped)", ESTIMATORS),
+    m("nvil-v-var", SCORE, "(1 - self.alpha) * float(r.var())", "(1 - self.alpha) * float(r.std())",
+      "NVIL: the running variance v folds in the batch's standard deviation", ESTIMATORS),
+    m("nvil-first-batch", SCORE, "if update and self.steps == 0:", "if update and self.steps < 0:",
+      "NVIL: the first batch is centred by c = 0, v = 1 instead of its own mean and variance", ESTIMATORS),
+    m("nvil-loss-c", SCORE, "err = signal - c - b", "err = signal - b",
+      "NVIL: the baselines learn ℓ_l, not ℓ_l − c_l (the loss ignores c)", ESTIMATORS),
+    m("nvil-loss-scale", SCORE, "(0.5 / (s * err.size))", "(0.5 / err.size)",
+      "NVIL: the baselines' loss not divided by max(1, √v_l)", ESTIMATORS),
+    m("nvil-baseline-input", SCORE, "[unwrap(x), *hs[:-1]]", "[unwrap(x), *hs[1:]]",
+      "NVIL.objective: b_l sees h_l instead of h_{l-1} (a baseline that depends on the sample: biased)", ESTIMATORS),
+    m("sf-running-mean-bias", SCORE, "return self.mean / (1 - self.decay ** self.steps) if self.steps else None",
+      "return self.mean if self.steps else None",
+      "RunningMean: no bias correction 1/(1 − decay^t)", ESTIMATORS + VAE),
+    m("sf-baseline-unused", SCORE, "baseline=None if self.baseline is None else self.baseline.value)",
+      "baseline=None)",
+      "ScoreFunction(baseline=True): the running baseline never reaches the estimate", ESTIMATORS + VAE),
+    m("sf-baseline-not-updated", SCORE, "self.baseline.update(objective.bound)", "pass",
+      "ScoreFunction(baseline=True): the running mean never folds in a batch (b stays None)", ESTIMATORS + VAE),
+
+    # =========================================================================================
+    # VIMCO (Mnih & Rezende 2016): the leave-one-out signal and w̃
+    # =========================================================================================
+    m("vimco-geometric-k", VIMCO_PY, "- lw) / (k - 1)", "- lw) / k",
+      "VIMCO: log ŵ_{-k} = Σ_{j≠k} log w_j / K, not / (K − 1)", ESTIMATORS),
+    m("vimco-loo-drop", VIMCO_PY, "others[i, i] = geometric", "others[i, i] = -xp.inf",
+      "VIMCO: L̂_{-k} with w_k dropped instead of replaced by the geometric mean of the others", ESTIMATORS),
+    m("vimco-signal-sign", VIMCO_PY, "signal = bound - numerics.log_mean_exp(xp, others, axis=1)",
+      "signal = numerics.log_mean_exp(xp, others, axis=1) - bound",
+      "VIMCO: the signal L̂_{-k} − L̂ (sign)", ESTIMATORS),
+    m("vimco-others-axis", VIMCO_PY, "numerics.log_mean_exp(xp, others, axis=1)",
+      "numerics.log_mean_exp(xp, others, axis=0)",
+      "VIMCO: L̂_{-k} averaged over the wrong axis of the (K, K, B) table", ESTIMATORS),
+    m("vimco-no-baseline", VIMCO_PY, "signal = bound - numerics.log_mean_exp(xp, others, axis=1)",
+      "signal = bound + 0 * numerics.log_mean_exp(xp, others, axis=1)",
+      "VIMCO: no leave-one-out baseline (the signal L̂ itself: unbiased, high variance)", ESTIMATORS),
+    m("vimco-w-tilde", VIMCO_PY, "w_tilde = normalized_weights(lw)", "w_tilde = xp.full_like(lw, 1.0 / k)",
+      "VIMCO: w̃_k = 1/K (the ELBO's weights) instead of w_k / Σ_j w_j", ESTIMATORS),
+
+    # =========================================================================================
+    # The binary Concrete (distributions.py) and the relaxed and straight-through estimators
+    # =========================================================================================
+    m("concrete-log-tau", DIST, "return math.log(self.temperature) + d - 2 * ops.softplus(d)",
+      "return d - 2 * ops.softplus(d)",
+      "LogitRelaxedBernoulli.log_prob: the log τ term dropped", ESTIMATORS + DISTRIBUTIONS),
+    m("concrete-tau-x", DIST, "d = self.logits - self.temperature * _tensor(value)", "d = self.logits - _tensor(value)",
+      "LogitRelaxedBernoulli.log_prob: l − x instead of l − τx", ESTIMATORS + DISTRIBUTIONS),
+    m("concrete-softplus-2", DIST, "+ d - 2 * ops.softplus(d)", "+ d - ops.softplus(d)",
+      "LogitRelaxedBernoulli.log_prob: − softplus(l − τx) instead of − 2 softplus (not a density)",
+      ESTIMATORS + DISTRIBUTIONS),
+    m("concrete-sample-tau", DIST, "return (self.logits + noise) / self.temperature",
+      "return self.logits + noise / self.temperature",
+      "LogitRelaxedBernoulli.rsample: l + L/τ instead of (l + L)/τ", ESTIMATORS + DISTRIBUTIONS),
+    m("concrete-noise", DIST, "return xp.log(u) - xp.log1p(-u)", "return xp.log(u) + xp.log1p(-u)",
+      "logistic noise log u + log(1 − u) instead of log u − log(1 − u)", ESTIMATORS + DISTRIBUTIONS),
+    m("concrete-jacobian", DIST, "return self.base.log_prob(log_y - log_1my) - log_y - log_1my",
+      "return self.base.log_prob(log_y - log_1my)",
+      "RelaxedBernoulli.log_prob: the Jacobian − log y − log(1 − y) of y = σ(x) dropped", ESTIMATORS + DISTRIBUTIONS),
+    m("relaxed-prior-temperature", RELAXED,
+      "tau_p = tau if self.prior_temperature is None else self.prior_temperature", "tau_p = tau",
+      "Relaxed: prior_temperature ignored (p̃ at q̃'s temperature)", ESTIMATORS),
+    m("relaxed-q-temperature", RELAXED, "log_q = total([log_density(a, l, tau) for",
+      "log_q = total([log_density(a, l, tau_p) for",
+      "Relaxed: q̃'s density at the prior's temperature (the two temperatures mixed up)", ESTIMATORS),
+    m("relaxed-sample-temperature", RELAXED, "layers = _relaxed_sample(model, x, rng, tau)",
+      "layers = _relaxed_sample(model, x, rng, tau_p)",
+      "Relaxed: y drawn at the prior's temperature instead of q's", ESTIMATORS),
+    m("relaxed-top-temperature", RELAXED, "log_p = log_density(model.prior_logits(), len(layers) - 1, tau_p)",
+      "log_p = log_density(model.prior_logits(), len(layers) - 1, tau)",
+      "Relaxed: the prior p̃(y_L) at q's temperature, the generative layers at prior_temperature", ESTIMATORS),
+    m("relaxed-generative-temperature", RELAXED, "log_density(model.generative_logits(l, ys[l]), l - 1, tau_p)",
+      "log_density(model.generative_logits(l, ys[l]), l - 1, tau)",
+      "Relaxed: p̃(y_l | y_{l+1}) at q's temperature, not prior_temperature", ESTIMATORS),
+    m("relaxed-generative-layer", RELAXED, "log_density(model.generative_logits(l, ys[l]), l - 1, tau_p)",
+      "log_density(model.generative_logits(l, ys[l]), l, tau_p)",
+      "Relaxed: p̃(y_l | y_{l+1}) evaluated at y_{l+1} (one layer off)", ESTIMATORS),
+    m("relaxed-density-ignored", RELAXED, 'if self.density == "bernoulli":', "if False:",
+      'Relaxed: density="bernoulli" ignored (always the Concrete densities)', ESTIMATORS),
+    m("relaxed-density-swapped", RELAXED, 'if self.density == "bernoulli":', 'if self.density == "concrete":',
+      "Relaxed: the two densities swapped", ESTIMATORS),
+    m("soft-bernoulli-flip", RELAXED, "return ops.sum(s * logits - ops.softplus(logits), axis=-1)",
+      "return ops.sum((1 - s) * logits - ops.softplus(logits), axis=-1)",
+      "the Bernoulli formula at continuous s: log p(1 − s) instead of log p(s)", ESTIMATORS),
+    m("st-threshold", RELAXED, "hard = (y.data > 0.5).astype(y.dtype)", "hard = (y.data > 0.25).astype(y.dtype)",
+      "straight_through: h = [y > 1/4], not an exact Bernoulli(σ(a)) draw", ESTIMATORS),
+    m("st-no-pass-through", RELAXED, "return y + Tensor(hard - y.data)", "return Tensor(hard)",
+      "straight_through: no gradient passed through the threshold", ESTIMATORS),
+    m("st-temperature", RELAXED, "z = LogitRelaxedBernoulli(self.temperature, a, validate_args=False)",
+      "z = LogitRelaxedBernoulli(1.0, a, validate_args=False)",
+      "StraightThrough: temperature ignored (τ = 1 always)", ESTIMATORS),
+    m("st-log-q-soft", RELAXED, "log_q = log_q + _soft_bernoulli_log_prob(a, s)",
+      "log_q = log_q + _soft_bernoulli_log_prob(a, ops.sigmoid(z))",
+      "StraightThrough: log q at the soft y instead of the hard h", ESTIMATORS),
+
+    # =========================================================================================
+    # Reweighted wake-sleep's weights and options; each estimator's K; the one pass up q
+    # =========================================================================================
+    m("rws-q-wake-uniform", WS_EST, "surrogate = surrogate + ops.sum(log_q * omega) / n",
+      "surrogate = surrogate + ops.sum(log_q) / (n * len(omega))",
+      "RWS q-wake: uniform weights 1/k instead of ω", WAKE_SLEEP),
+    m("rws-updates-ignored", WS_EST, "self.k, self.updates = k, tuple(updates)", "self.k, self.updates = k, UPDATES",
+      "ReweightedWakeSleep: updates ignored (always p, q-wake and sleep)", WAKE_SLEEP),
+    m("rws-k-ignored", WS_EST, "self.k, self.updates = k, tuple(updates)", "self.k, self.updates = 5, tuple(updates)",
+      "ReweightedWakeSleep: k ignored (always 5)", WAKE_SLEEP),
+    m("rws-sleep-dropped", WS_EST, 'if "sleep" in self.updates:', "if False:",
+      'ReweightedWakeSleep: the "sleep" update never made', WAKE_SLEEP),
+    m("vimco-k-ignored", VIMCO_PY, "discrete.sample_q(model, x, rng, self.k)", "discrete.sample_q(model, x, rng, 5)",
+      "VIMCO: k ignored (always 5 samples)", ESTIMATORS),
+    m("iwae-k-ignored", REPARAM, "values = model.iwae_bound(x, self.k, rng=rng)",
+      "values = model.iwae_bound(x, 5, rng=rng)",
+      "IWAE: k ignored (always L_5)", ESTIMATORS + VAE),
+    m("discrete-sample-flip", DISCRETE, "return (u < numerics.sigmoid(backend.get_array_module(logits), logits))",
+      "return (u > numerics.sigmoid(backend.get_array_module(logits), logits))",
+      "bernoulli_sample: h = [u > σ(a)], a draw from Bernoulli(1 − σ(a))", ESTIMATORS + WAKE_SLEEP),
+    m("discrete-log-q", DISCRETE, "terms.append(ops.sum(ops.bernoulli_log_prob(logits, s), axis=-1))",
+      "terms.append(ops.sum(ops.bernoulli_log_prob(logits, 1 - s), axis=-1))",
+      "sample_q: log q of the complement 1 − h, not of the h drawn", ESTIMATORS + WAKE_SLEEP),
+
+    # =========================================================================================
+    # The registry: each option reaches the estimator it names
+    # =========================================================================================
+    m("registry-iwae-k", REGISTRY, "k=5: IWAE(k)", "k=5: IWAE(5)",
+      "registry: iwae's k not passed", ESTIMATORS),
+    m("registry-vimco-k", REGISTRY, "k=5: VIMCO(k)", "k=5: VIMCO(5)",
+      "registry: vimco's k not passed", ESTIMATORS),
+    m("registry-rws-k", REGISTRY, "ReweightedWakeSleep(k, updates)", "ReweightedWakeSleep(5, updates)",
+      "registry: rws's k not passed", ESTIMATORS + WAKE_SLEEP),
+    m("registry-rws-updates", REGISTRY, "ReweightedWakeSleep(k, updates)", "ReweightedWakeSleep(k)",
+      "registry: rws's updates not passed", ESTIMATORS + WAKE_SLEEP),
+    m("registry-relaxed-temperature", REGISTRY, "Relaxed(temperature)", "Relaxed(0.5)",
+      "registry: relaxed's temperature not passed", ESTIMATORS),
+    m("registry-relaxed-prior-temperature", REGISTRY, "Relaxed(temperature)",
+      "Relaxed(0.5, prior_temperature=temperature)",
+      "registry: relaxed's temperature passed as its prior_temperature (mixed up)", ESTIMATORS),
+    m("registry-st-temperature", REGISTRY, "StraightThrough(temperature)", "StraightThrough(1.0)",
+      "registry: straight-through's temperature not passed", ESTIMATORS),
+    m("registry-sf-baseline", REGISTRY, "lambda model, rng: ScoreFunction(baseline=True)",
+      "lambda model, rng: ScoreFunction(baseline=False)",
+      "registry: score-function-baseline built without its baseline", ESTIMATORS),
+    m("registry-options-dropped", REGISTRY, "return build(model, rng, **{k: v for k, v in opts.items() if v is not None})",
+      "return build(model, rng)",
+      "registry: make() passes no option (every estimator at its defaults)", ESTIMATORS),
+
+    # =========================================================================================
     # tinydgm/models/vae.py
     # =========================================================================================
-    m("vae-iwae-log-2pi", VAE_PY, "log_pz = td.sum(self.prior(z.dtype).log_prob(z), axis=-1)",
-      "log_pz = td.sum(-0.5 * z * z, axis=-1)",
+    m("vae-iwae-log-2pi", VAE_PY, "log_pz = td.sum(self.prior(z.dtype).log_prob(z), axis=-1)\n",
+      "log_pz = td.sum(-0.5 * z * z, axis=-1)\n",
       "VAE.iwae_bound: the -0.5*z_dim*LOG_2PI constant of log N(z;0,I) dropped", VAE),
     m("vae-iwae-log-k", VAE_PY, "return estimators.iwae_bound(log_px + log_pz - log_qz, axis=0)",
       "return td.logsumexp(log_px + log_pz - log_qz, axis=0)",
       "VAE.iwae_bound: - log k dropped", VAE),
     m("vae-iwae-q-sign", VAE_PY, "log_px + log_pz - log_qz", "log_px + log_pz + log_qz",
       "VAE.iwae_bound: log w = log p + log q", VAE),
-    m("vae-elbo-kl-sign", VAE_PY, "return log_px - td.sum(kl_standard_normal(q), axis=-1)",
-      "return log_px + td.sum(kl_standard_normal(q), axis=-1)",
-      "VAE.elbo: + KL instead of - KL", VAE),
-    m("vae-elbo-no-noise", VAE_PY, "z = q.rsample(rng=rng)", "z = q.loc",
-      "VAE.elbo: z = mu, no sampling (a deterministic autoencoder)", VAE),
+    # VAE.elbo is estimators.elbo(..., StandardNormal prior): its KL is the one registered for (Normal, StandardNormal)
+    m("vae-elbo-kl-sign", DIST, "register_kl(Normal, StandardNormal)(lambda p, q: kl_standard_normal(p))",
+      "register_kl(Normal, StandardNormal)(lambda p, q: -kl_standard_normal(p))",
+      "VAE.elbo: + KL instead of - KL (the KL registered for the VAE's StandardNormal prior negated)",
+      VAE + DISTRIBUTIONS),
+    m("vae-elbo-no-noise", REPARAM, "z = q.rsample(shape, rng=rng) if q.has_rsample",
+      "z = q.loc if q.has_rsample",
+      "VAE.elbo (estimators.elbo): z = mu, no sampling (a deterministic autoencoder)", VAE + ESTIMATORS),
 
     # =========================================================================================
     # tinydgm/models/vae_by_hand.py
@@ -286,14 +461,15 @@ MUTATIONS = [
     # =========================================================================================
     # tinydgm/models/wake_sleep.py
     # =========================================================================================
-    m("ws-omega-plus", WS, "log_w = log_p.data - log_q.data\n        omega",
-      "log_w = log_p.data + log_q.data\n        omega",
+    m("ws-omega-plus", WS_EST, "return log_p, log_q, normalized_weights(log_p.data - log_q.data)",
+      "return log_p, log_q, normalized_weights(log_p.data + log_q.data)",
       "RWS: importance weights from log p + log q instead of log p - log q", WAKE_SLEEP),
-    m("ws-omega-uniform", WS, "objective = objective + td.sum(log_p * omega) / n",
-      "objective = objective + td.sum(log_p * (1.0 / len(omega))) / n",
+    m("ws-omega-uniform", WS_EST, "surrogate = surrogate + ops.sum(log_p * omega) / n",
+      "surrogate = surrogate + ops.sum(log_p * (1.0 / len(omega))) / n",
       "RWS p-update ignores the weights: uniform 1/k", WAKE_SLEEP),
-    m("ws-omega-axis", WS, "omega /= omega.sum(0, keepdims=True)", "omega /= omega.sum(1, keepdims=True)",
-      "RWS: weights normalised over the batch, not the k samples", WAKE_SLEEP),
+    m("ws-omega-axis", IMPORTANCE, "omega /= omega.sum(axis, keepdims=True)", "omega /= omega.sum(-1, keepdims=True)",
+      "RWS (importance.normalized_weights): weights normalised over the batch, not the k samples",
+      WAKE_SLEEP + ESTIMATORS),
     m("ws-delta-sign", WS, "delta = outputs - numerics.sigmoid(backend.get_array_module(logits), logits)",
       "delta = numerics.sigmoid(backend.get_array_module(logits), logits) - outputs",
       "delta rule: predicted probability - sample (sign)", WAKE_SLEEP),
@@ -302,7 +478,8 @@ MUTATIONS = [
     m("ws-prior-delta", WS, "delta = (s[-1] - numerics.sigmoid(backend.get_array_module(prior), prior)) * c",
       "delta = s[-1] * c",
       "wake by hand: the prior's delta misses - sigmoid(b)", WAKE_SLEEP),
-    m("ws-sleep-phase", WS, "return td.mean(self.log_q(hs, x))", "return td.mean(self.log_joint(x, hs))",
+    m("ws-sleep-phase", WS_EST, "return ops.mean(total(model.log_q_terms(hs, x)))",
+      "return ops.mean(total(model.log_joint_terms(x, hs)))",
       "sleep phase ascends log p(x~, h~) instead of log q(h~|x~)", WAKE_SLEEP),
     m("ws-log-bernoulli-sign", WS, "return numerics.bernoulli_log_prob(_xp(logits), logits, s).sum(-1)",
       "return numerics.bernoulli_log_prob(_xp(logits), logits, 1 - s).sum(-1)",
@@ -312,15 +489,17 @@ MUTATIONS = [
       "numerics.softplus: max(x, 0) alone, the log1p(e^-|x|) term lost", ENGINE + WAKE_SLEEP),
     m("ws-sigmoid", OPS, "s = xp.asarray(xp.multiply(x, 0.5))", "s = xp.asarray(xp.multiply(x, 1.0))",
       "numerics.sigmoid(a) = (1 + tanh(a))/2, the a/2 lost", ENGINE + WAKE_SLEEP),
-    m("ws-iwae-log-k", WS, "return td.tensor(numerics.log_mean_exp(_xp(log_w), log_w, axis=0))",
-      "return td.tensor(numerics.log_mean_exp(_xp(log_w), log_w, axis=0) + np.log(k))",
-      "HelmholtzMachine.iwae_bound: - log k dropped", WAKE_SLEEP),
+    m("ws-iwae-log-k", IMPORTANCE, "return numerics.log_mean_exp(backend.get_array_module(log_w), log_w, axis=axis)",
+      "return numerics.log_mean_exp(backend.get_array_module(log_w), log_w, axis=axis) + math.log(log_w.shape[axis])",
+      "HelmholtzMachine.iwae_bound (importance.bound_value, also VIMCO's and RWS's L_k): - log k dropped",
+      WAKE_SLEEP + ESTIMATORS),
     m("ws-log-weights-q", WS, "log_w -= log_bernoulli_sum(", "log_w += log_bernoulli_sum(",
       "log_weights (arrays): + log q instead of - log q", WAKE_SLEEP),
-    m("ws-log-joint-prior", WS, "total = td.sum(td.bernoulli_log_prob(self.prior, s[-1]), axis=-1)", "total = 0",
+    m("ws-log-joint-prior", WS, "return terms + [td.sum(td.bernoulli_log_prob(self.prior, s[-1]), axis=-1)]",
+      "return terms + [td.sum(td.bernoulli_log_prob(self.prior, s[-1]), axis=-1) * 0]",
       "log_joint: the prior p(h_L) dropped", WAKE_SLEEP),
-    m("ws-rws-bound", WS, 'out["bound"] = float(numerics.log_mean_exp(_xp(log_w), log_w, axis=0).mean())',
-      'out["bound"] = float(log_w.mean())',
+    m("ws-rws-bound", WS_EST, "return surrogate, bound_value(log_p.data - log_q.data), sleep",
+      "return surrogate, (log_p.data - log_q.data).mean(0), sleep",
       "reweighted_step's reported L_k: the ELBO (mean log w) instead", WAKE_SLEEP),
 
     # =========================================================================================
