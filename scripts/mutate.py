@@ -416,6 +416,24 @@ MUTATIONS = [
     m("registry-options-dropped", REGISTRY, "return build(model, rng, **{k: v for k, v in opts.items() if v is not None})",
       "return build(model, rng)",
       "registry: make() passes no option (every estimator at its defaults)", ESTIMATORS),
+    m("registry-nvil-rng", REGISTRY, "NVIL(model.layers[:-1], rng=rng)", "NVIL(model.layers[:-1])",
+      "registry: make()'s rng not passed to NVIL (its baselines drawn from a fresh generator)", ESTIMATORS),
+
+    # =========================================================================================
+    # The remaining options: NVIL's alpha and hidden, RunningMean's decay, elbo's kl and n_samples
+    # =========================================================================================
+    m("nvil-alpha-ignored", SCORE, "self.alpha = float(alpha)", "self.alpha = 0.8",
+      "NVIL: alpha ignored (always 0.8)", ESTIMATORS),
+    m("nvil-hidden-ignored", SCORE, "nn.MLP((int(n), hidden, 1)", "nn.MLP((int(n), 100, 1)",
+      "NVIL: the baselines' hidden size ignored (always 100)", ESTIMATORS),
+    m("running-mean-decay-ignored", SCORE, "self.decay, self.mean, self.steps = decay, 0.0, 0",
+      "self.decay, self.mean, self.steps = 0.9, 0.0, 0",
+      "RunningMean: decay ignored (always 0.9)", ESTIMATORS + VAE),
+    m("elbo-kl-ignored", REPARAM, 'if kl == "analytic":', "if True:",
+      'elbo: kl="mc" ignored (the KL or entropy always in closed form)', ESTIMATORS + VAE),
+    m("elbo-n-samples-one", REPARAM, "shape = () if n_samples is None else (n_samples,)",
+      "shape = () if n_samples is None else (1,)",
+      "elbo: n_samples=S draws one sample, not S", ESTIMATORS + VAE),
 
     # =========================================================================================
     # tinydgm/models/vae.py
