@@ -356,3 +356,20 @@ def test_device_cuda_without_a_gpu_names_the_option(tmp_path, capsys, monkeypatc
     assert main(["train", "vae", *TINY, "--epochs", "1", "--device", "cuda", "--out", str(out)]) == 2
     assert one_line_error(capsys).startswith("tinydgm: error: --device cuda: the cupy backend needs CuPy")
     assert not out.exists()
+
+
+def test_a_ctrl_c_while_the_command_line_loads_is_one_line(monkeypatch, capsys):
+    """`tinydgm` (tinydgm.__main__.run) loads tinydgm.cli itself: a Ctrl-C during that import is one line, exit 130."""
+    import sys
+
+    import tinydgm.__main__ as entry
+
+    class Interrupting:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tinydgm.cli":
+                raise KeyboardInterrupt
+            return None
+    monkeypatch.delitem(sys.modules, "tinydgm.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    assert entry.run() == 130
+    assert capsys.readouterr().err == "tinydgm: interrupted\n"
