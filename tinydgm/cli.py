@@ -1,4 +1,4 @@
-"""The `tinydgm` command: `tinydgm train vae|wake-sleep|pos-hmm`, `tinydgm eval RUN`, `tinydgm sample RUN`.
+"""The `tinydgm` command: `tinydgm train vae|wake-sleep|loglinear`, `tinydgm eval RUN`, `tinydgm sample RUN`.
 
 Each command is a module of `tinydgm.experiments` with `add_train_arguments(parser)`, `train(args)`,
 `add_eval_arguments(parser)`, `evaluate(args)` and, where it makes sense, `add_sample_arguments` and
@@ -14,9 +14,9 @@ import sys
 import threading
 
 from tinydgm.errors import RunError, UserError
-from tinydgm.experiments import options, pos_hmm, runs, runtime, vae, wake_sleep
+from tinydgm.experiments import loglinear, options, runs, runtime, vae, wake_sleep
 
-MODELS = {"vae": vae, "wake-sleep": wake_sleep, "loglinear": pos_hmm}
+MODELS = {"vae": vae, "wake-sleep": wake_sleep, "loglinear": loglinear}
 ALIASES = {"pos-hmm": "loglinear"}          # `train pos-hmm` is `train loglinear`: the POS-induction HMM
 HELP = {"vae": "a variational autoencoder on binarized MNIST",
         "wake-sleep": "a Helmholtz machine by (reweighted) wake-sleep on binarized MNIST",

@@ -33,13 +33,14 @@ def main(argv):
     args = p.parse_args(argv)
 
     from tinydgm.data import ewt
-    from tinydgm.experiments import pos_hmm as pos
+    from tinydgm.experiments import loglinear
     from tinydgm.models.loglinear import hmm as H
+    from tinydgm.models.loglinear.model import random_hmm
     corpus = ewt.load_corpus(ewt.ewt_dir())
-    data, K = pos.buckets(corpus), args.states
+    data, K = loglinear.buckets(corpus), args.states
     n = len(corpus.forms)
     rng = np.random.default_rng(0)
-    plain = H.random_hmm(pos.features(corpus, K, "basic")[0], K, rng, 0.1)
+    plain = random_hmm(loglinear.features(corpus, K, "basic")[0], K, rng, 0.1)
     X, A = rng.random((n, K)), rng.random((K, K))
     padded = sum(b.words.size for b in data)
 
@@ -64,8 +65,8 @@ def main(argv):
     except ImportError:
         print("hmmlearn not installed: no side-by-side (pip install hmmlearn to compare)")
     if not args.no_rich:
-        F, _ = pos.features(corpus, K, "rich")
-        rich = H.random_hmm(F, K, rng, 0.01)
+        F, _ = loglinear.features(corpus, K, "rich")
+        rich = random_hmm(F, K, rng, 0.01)
         theta = H.pack(rich)
         cases["rich_em"] = lambda: H.m_step(rich, H.e_step(rich, data), kappa=0.5, maxiter=30)
         cases["direct"] = lambda: H.direct_objective(theta, F, K, data, 0.5)

@@ -11,11 +11,10 @@ import numpy as np
 import scipy.sparse as sp
 
 import tinydgm as td
-from tinydgm.models.loglinear.features import conjoin
+from tinydgm.models.loglinear import by_hand, model
 from tinydgm.models.loglinear import hmm as H
-from tinydgm.models.loglinear import by_hand as llh
-from tinydgm.models.loglinear import categorical
 from tinydgm.models.loglinear import mixture as ll
+from tinydgm.models.loglinear.features import conjoin
 
 rng = np.random.default_rng(0)
 n_x, n_z, n_feat = 6, 3, 5
@@ -29,23 +28,23 @@ def row(name, by_hand, other, what="engine"):
 
 
 print("M-step gradient: observed minus expected features")
-_, grad = llh.m_step_objective(w, F, counts, kappa)
-row("∇ℓ(w)", -grad, td.grad(lambda w: categorical.m_step_objective_engine(w, F.toarray(), counts, kappa))(w))
+_, grad = by_hand.m_step_objective(w, F, counts, kappa)
+row("∇ℓ(w)", -grad, td.grad(lambda w: model.expected_complete_log_likelihood(w, F.toarray(), counts, kappa))(w))
 
 print("E-step as a gradient")
-engine = np.stack([td.grad(lambda w: categorical.log_partition_engine(w, F.toarray(), n_z)[z])(w) for z in range(n_z)])
-row("E[f(X, z) | z] vs ∇ log Z_z", llh.expected_features(w, F, n_z), engine)
+engine = np.stack([td.grad(lambda w: model.log_partition(w, F.toarray(), n_z)[z])(w) for z in range(n_z)])
+row("E[f(X, z) | z] vs ∇ log Z_z", by_hand.expected_features(w, F, n_z), engine)
 
-hmm = H.random_hmm(sp.identity(n_x * n_z, format="csr"), n_z, rng, scale=1.0)
+hmm = model.random_hmm(sp.identity(n_x * n_z, format="csr"), n_z, rng, scale=1.0)
 x = rng.integers(0, n_x, 7)
 counts_hmm = H.e_step(hmm, [H.bucket([x], [0], n_x)])
-g_start, g_trans, g_emit = td.grad(H.log_likelihood_engine, argnums=(0, 1, 2))(
+g_start, g_trans, g_emit = td.grad(model.hmm_log_likelihood, argnums=(0, 1, 2))(
     np.log(hmm.start), np.log(hmm.trans), hmm.log_emission(), x)
 row("HMM transition counts vs ∂ log p(x)/∂ log A", counts_hmm.trans, g_trans)
 row("HMM emission counts vs ∂ log p(x)/∂ log B", counts_hmm.emit, g_emit)
 
 print("direct gradient (Fisher identity), directional central difference")
-rich = H.random_hmm(F, n_z, rng, scale=1.0)
+rich = model.random_hmm(F, n_z, rng, scale=1.0)
 data = [H.bucket([x, x[:3]], [0, 1], n_x)]
 theta, u, eps = H.pack(rich), rng.normal(size=H.pack(rich).shape), 1e-6
 value, grad = H.direct_objective(theta, F, n_z, data, kappa)
@@ -54,6 +53,6 @@ numeric = (H.direct_objective(theta + eps * u, F, n_z, data, kappa)[0] -
 row("⟨∇, u⟩", grad @ u, numeric, "differences")
 
 print("EM on a mixture of log-linear categoricals: log p(x) never decreases")
-model, data_x = ll.random_mixture(F, n_z, rng), rng.integers(0, n_x, 200)
-model, history = ll.em(model, data_x, 10)
+mixture, data_x = model.random_mixture(F, n_z, rng), rng.integers(0, n_x, 200)
+mixture, history = ll.em(mixture, data_x, 10)
 print("  " + "  ".join(f"{h:.3f}" for h in history))

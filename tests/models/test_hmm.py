@@ -1,4 +1,5 @@
-"""Featurized HMM: forward-backward vs enumeration, padding, E-step as a gradient, EM, direct gradient."""
+"""Featurized HMM: forward-backward vs enumeration, padding, by hand = engine (the E-step's counts and the direct
+gradient as gradients of log p(x)), EM, direct training."""
 import itertools
 
 import numpy as np
@@ -8,8 +9,9 @@ from hypothesis import given, settings, strategies as st
 from scipy.special import logsumexp
 
 import tinydgm as td
-from tinydgm.models.loglinear.features import conjoin, word_features
+from tinydgm.models.loglinear import by_hand, model
 from tinydgm.models.loglinear import hmm as H
+from tinydgm.models.loglinear.features import conjoin, word_features
 
 
 def random_hmm(rng, n_words, n_states, features="basic", scale=1.0):
@@ -18,7 +20,7 @@ def random_hmm(rng, n_words, n_states, features="basic", scale=1.0):
     else:
         g = sp.csr_matrix((rng.random((n_words, 4)) < 0.5).astype(float))
         F = conjoin(sp.hstack([sp.identity(n_words), g], format="csr"), n_states)
-    return H.random_hmm(F, n_states, rng, scale)
+    return model.random_hmm(F, n_states, rng, scale)
 
 
 def sentences(rng, n_words, n, max_len):
@@ -87,7 +89,7 @@ def test_padding_and_bucketing_change_nothing(sizes, n):
 
 @settings(max_examples=10)
 @given(hmms, st.integers(1, 6))
-def test_expected_counts_are_the_gradient_of_log_likelihood(sizes, length):
+def test_expected_counts_by_hand_equal_the_engine_gradient_of_log_likelihood(sizes, length):
     # log p(x) is the log-partition of p(z | x); its gradient in the log-potentials is the E-step.
     n_words, K, seed = sizes
     rng = np.random.default_rng(seed)
@@ -95,11 +97,32 @@ def test_expected_counts_are_the_gradient_of_log_likelihood(sizes, length):
     x = rng.integers(0, n_words, length)
     counts = H.e_step(hmm, [H.bucket([x], [0], n_words)])
     potentials = (np.log(hmm.start), np.log(hmm.trans), hmm.log_emission())
-    g_start, g_trans, g_emit = td.grad(H.log_likelihood_engine, argnums=(0, 1, 2))(*potentials, x)
+    g_start, g_trans, g_emit = td.grad(model.hmm_log_likelihood, argnums=(0, 1, 2))(*potentials, x)
     np.testing.assert_allclose(g_start, counts.start, atol=1e-10)
     np.testing.assert_allclose(g_trans, counts.trans, atol=1e-10)
     np.testing.assert_allclose(g_emit, counts.emit, atol=1e-10)
-    np.testing.assert_allclose(H.log_likelihood_engine(*map(td.tensor, potentials), x).data, counts.loglik)
+    np.testing.assert_allclose(model.hmm_log_likelihood(*map(td.tensor, potentials), x).data, counts.loglik)
+
+
+@settings(max_examples=10)
+@given(hmms, st.lists(st.integers(1, 5), min_size=1, max_size=3))
+def test_direct_gradient_by_hand_equals_engine(sizes, lengths):
+    # ∇θ Σ log p(x), θ = (log π, log A, w) as softmax logits and weights: the Fisher identity by hand = backprop
+    n_words, K, seed = sizes
+    rng = np.random.default_rng(seed)
+    hmm = random_hmm(rng, n_words, K, "rich")
+    xs = [rng.integers(0, n_words, n) for n in lengths]
+    counts = H.e_step(hmm, [H.bucket(xs, range(len(xs)), n_words)])
+    F_dense = hmm.F.toarray()
+
+    def log_likelihood(theta):
+        s, a, w = theta[:K], td.reshape(theta[K:K + K * K], (K, K)), theta[K + K * K:]
+        e = td.reshape(td.tensor(F_dense) @ w, (-1, K))
+        potentials = (s - td.logsumexp(s), a - td.logsumexp(a, axis=1, keepdims=True),
+                      e - td.logsumexp(e, axis=0, keepdims=True))
+        return sum(model.hmm_log_likelihood(*potentials, x) for x in xs)
+    engine = td.grad(log_likelihood)(H.pack(hmm))
+    np.testing.assert_allclose(by_hand.log_likelihood_gradient(hmm, counts), engine, rtol=1e-8, atol=1e-10)
 
 
 @settings(max_examples=10)
@@ -160,7 +183,7 @@ def multinomial_hmm(rng, n_words, K):
     """A plain HMM with Dirichlet(1) π, rows of A and emission columns B[:, z] = p(x | z)."""
     B = rng.dirichlet(np.ones(n_words), size=K).T                          # (|X|, K), columns sum to 1
     F = sp.identity(n_words * K, format="csr")                             # w = log B, x-major
-    return H.HMM(rng.dirichlet(np.ones(K)), rng.dirichlet(np.ones(K), size=K), np.log(B).ravel(), F), B
+    return model.HMM(rng.dirichlet(np.ones(K)), rng.dirichlet(np.ones(K), size=K), np.log(B).ravel(), F), B
 
 
 def enumerated_counts(start, trans, B, xs):

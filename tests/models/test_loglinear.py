@@ -1,4 +1,5 @@
-"""Log-linear categorical and mixture (Berg-Kirkpatrick et al. 2010): closed forms against the engine."""
+"""Log-linear categorical and mixture (Berg-Kirkpatrick et al. 2010): by hand = engine, EM, the M-step's
+closed forms, and the L-BFGS that direct training resumes."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -6,10 +7,9 @@ from hypothesis import given, settings, strategies as st
 
 import tinydgm as td
 from tinydgm import checkpoint
-from tinydgm.models.loglinear.lbfgs import LBFGS, minimize
-from tinydgm.models.loglinear import by_hand as llh
-from tinydgm.models.loglinear import categorical
+from tinydgm.models.loglinear import by_hand, model
 from tinydgm.models.loglinear import mixture as ll
+from tinydgm.models.loglinear.lbfgs import LBFGS, minimize
 
 
 def random_features(rng, n_x, n_z, n_feat, density=0.4):
@@ -22,51 +22,54 @@ def random_features(rng, n_x, n_z, n_feat, density=0.4):
 small = st.tuples(st.integers(2, 5), st.integers(1, 3), st.integers(2, 6), st.integers(0, 2**16))
 
 
+# ---- by hand = engine: the gradients of `by_hand.py` against the engine's of `model.py` ---------------
+
 @settings(max_examples=15)
 @given(small, st.floats(0.0, 1.0))
-def test_m_step_gradient_equals_engine_gradient(sizes, kappa):
+def test_m_step_gradient_by_hand_equals_engine(sizes, kappa):
     n_x, n_z, n_feat, seed = sizes
     rng = np.random.default_rng(seed)
     F = random_features(rng, n_x, n_z, n_feat)
     w, counts = rng.normal(size=n_feat), rng.gamma(1.0, size=(n_x, n_z))
-    value, grad = llh.m_step_objective(w, F, counts, kappa)
-    engine = td.grad(lambda w: categorical.m_step_objective_engine(w, F.toarray(), counts, kappa))(w)
+    value, grad = by_hand.m_step_objective(w, F, counts, kappa)
+    engine = td.grad(lambda w: model.expected_complete_log_likelihood(w, F.toarray(), counts, kappa))(w)
     np.testing.assert_allclose(-grad, engine, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(-value, categorical.m_step_objective_engine(td.tensor(w), F.toarray(), counts,
-                                                                  kappa).data, rtol=1e-10)
+    np.testing.assert_allclose(-value, model.expected_complete_log_likelihood(td.tensor(w), F.toarray(), counts,
+                                                                              kappa).data, rtol=1e-10)
 
 
 @settings(max_examples=15)
 @given(small)
-def test_expected_features_are_the_gradient_of_the_log_partition(sizes):
+def test_expected_features_by_hand_equal_the_engine_gradient_of_the_log_partition(sizes):
     n_x, n_z, n_feat, seed = sizes
     rng = np.random.default_rng(seed)
     F = random_features(rng, n_x, n_z, n_feat)
     w = rng.normal(size=n_feat)
-    expected = llh.expected_features(w, F, n_z)
+    expected = by_hand.expected_features(w, F, n_z)
     for z in range(n_z):            # ∇_w log Z_z(w) = E[f(X, z) | z, w]
-        g = td.grad(lambda w: td.sum(categorical.log_partition_engine(w, F.toarray(), n_z)[z]))(w)
+        g = td.grad(lambda w: td.sum(model.log_partition(w, F.toarray(), n_z)[z]))(w)
         np.testing.assert_allclose(expected[z], g, rtol=1e-8, atol=1e-12)
 
 
 @settings(max_examples=10)
 @given(small)
-def test_e_step_counts_give_the_gradient_of_the_marginal_likelihood(sizes):
+def test_e_step_counts_by_hand_equal_the_engine_gradient_of_the_marginal_likelihood(sizes):
     # ∇_w log p(x) = Σ_i Σ_z q(z | x_i) [f(x_i, z) − E f(·, z)]: the E-step's counts in the M-step gradient.
     n_x, n_z, n_feat, seed = sizes
     rng = np.random.default_rng(seed)
     F = random_features(rng, n_x, n_z, n_feat)
-    model = ll.random_mixture(F, n_z, rng, scale=1.0)
+    mixture = model.random_mixture(F, n_z, rng, scale=1.0)
     x = rng.integers(0, n_x, 20)
-    _, counts = ll.e_step(model, x)
-    closed = llh.feature_gradient(counts, categorical.log_conditional(model.w, F, n_z), F)
-    engine = td.grad(ll.marginal_log_likelihood_engine, argnums=1)(model.log_prior, model.w,
-                                                                   F.toarray(), x)
+    _, counts = ll.e_step(mixture, x)
+    closed = by_hand.feature_gradient(counts, model.log_conditional(mixture.w, F, n_z), F)
+    engine = td.grad(model.mixture_log_likelihood, argnums=1)(mixture.log_prior, mixture.w, F.toarray(), x)
     np.testing.assert_allclose(closed, engine, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(ll.marginal_log_likelihood(model, x),
-                               ll.marginal_log_likelihood_engine(td.tensor(model.log_prior), td.tensor(model.w),
-                                                                 F.toarray(), x).data, rtol=1e-10)
+    np.testing.assert_allclose(ll.marginal_log_likelihood(mixture, x),
+                               model.mixture_log_likelihood(td.tensor(mixture.log_prior), td.tensor(mixture.w),
+                                                            F.toarray(), x).data, rtol=1e-10)
 
+
+# ---- the M-step's closed forms and EM for the mixture ------------------------------------------------------
 
 @settings(max_examples=10)
 @given(st.integers(2, 6), st.integers(1, 4), st.integers(0, 2**16))
@@ -74,8 +77,8 @@ def test_indicator_features_lbfgs_m_step_is_the_multinomial_m_step(n_x, n_z, see
     rng = np.random.default_rng(seed)
     F = sp.identity(n_x * n_z, format="csr")                         # one indicator per (x, z)
     counts = rng.gamma(2.0, size=(n_x, n_z)) + 0.1
-    w = llh.m_step_weights(np.zeros(n_x * n_z), F, counts, kappa=0.0, maxiter=200)
-    np.testing.assert_allclose(np.exp(categorical.log_conditional(w, F, n_z)), llh.multinomial_m_step(counts),
+    w = by_hand.m_step_weights(np.zeros(n_x * n_z), F, counts, kappa=0.0, maxiter=200)
+    np.testing.assert_allclose(np.exp(model.log_conditional(w, F, n_z)), by_hand.multinomial_m_step(counts),
                                atol=1e-5)
 
 
@@ -86,14 +89,14 @@ def test_em_never_decreases_the_objective(sizes, kappa):
     n_x, n_z, n_feat, seed = sizes
     rng = np.random.default_rng(seed)
     F = random_features(rng, n_x, n_z, n_feat)
-    model = ll.random_mixture(F, n_z, rng, scale=1.0)
+    mixture = model.random_mixture(F, n_z, rng, scale=1.0)
     x = rng.integers(0, n_x, 30)
     history = []
     for _ in range(8):
-        history.append(ll.marginal_log_likelihood(model, x) - kappa * model.w @ model.w)
-        _, counts = ll.e_step(model, x)
-        model = ll.m_step(model, counts, kappa)
-    history.append(ll.marginal_log_likelihood(model, x) - kappa * model.w @ model.w)
+        history.append(ll.marginal_log_likelihood(mixture, x) - kappa * mixture.w @ mixture.w)
+        _, counts = ll.e_step(mixture, x)
+        mixture = ll.m_step(mixture, counts, kappa)
+    history.append(ll.marginal_log_likelihood(mixture, x) - kappa * mixture.w @ mixture.w)
     assert np.all(np.diff(history) >= -1e-8 * np.abs(history[:-1]).max()), history
 
 
@@ -116,13 +119,13 @@ def test_mixture_m_step_is_normalised_posterior_counts(seed):
     n_x, n_z = 3 + seed % 2, 2 + seed % 2
     F = sp.identity(n_x * n_z, format="csr")                             # indicators: a multinomial mixture
     prior = rng.dirichlet(np.ones(n_z))
-    model = ll.Mixture(np.log(prior), rng.normal(size=n_x * n_z), F)
+    mixture = model.Mixture(np.log(prior), rng.normal(size=n_x * n_z), F)
     x = np.concatenate([np.arange(n_x), rng.integers(0, n_x, 10)])      # every x seen: a finite optimum
-    q, counts = bayes_counts(prior, softmax_over_x(model.w, F, n_z), x)
-    q_lib, counts_lib = ll.e_step(model, x)
+    q, counts = bayes_counts(prior, softmax_over_x(mixture.w, F, n_z), x)
+    q_lib, counts_lib = ll.e_step(mixture, x)
     np.testing.assert_allclose(q_lib, q, atol=1e-12)
     np.testing.assert_allclose(counts_lib, counts, atol=1e-12)
-    new = ll.m_step(model, counts_lib, kappa=0.0, maxiter=500)
+    new = ll.m_step(mixture, counts_lib, kappa=0.0, maxiter=500)
     np.testing.assert_allclose(np.exp(new.log_prior), q.mean(axis=0), atol=1e-12)   # p(z) ∝ Σ_i q(z | x_i)
     # p(x | z) ∝ e(x, z), up to L-BFGS-B's stopping rule (relative change of ℓ below 2e-9)
     np.testing.assert_allclose(softmax_over_x(new.w, F, n_z), counts / counts.sum(axis=0), atol=5e-4)
@@ -134,15 +137,17 @@ def test_every_mixture_m_step_gives_distributions(seed, kappa):
     rng = np.random.default_rng(seed)
     n_x, n_z, n_feat = 5, 3, 6
     F = random_features(rng, n_x, n_z, n_feat)
-    model = ll.random_mixture(F, n_z, rng, scale=1.0)
+    mixture = model.random_mixture(F, n_z, rng, scale=1.0)
     x = rng.integers(0, n_x, 20)
     for _ in range(2):
-        model = ll.m_step(model, ll.e_step(model, x)[1], kappa)
-        np.testing.assert_allclose(np.exp(model.log_prior).sum(), 1, atol=1e-12)
-        np.testing.assert_allclose(np.exp(categorical.log_conditional(model.w, F, n_z)).sum(axis=0), np.ones(n_z),
+        mixture = ll.m_step(mixture, ll.e_step(mixture, x)[1], kappa)
+        np.testing.assert_allclose(np.exp(mixture.log_prior).sum(), 1, atol=1e-12)
+        np.testing.assert_allclose(np.exp(model.log_conditional(mixture.w, F, n_z)).sum(axis=0), np.ones(n_z),
                                    atol=1e-12)
-        assert not np.allclose(model.log_prior, -np.log(n_z))           # p(z) moved off uniform
+        assert not np.allclose(mixture.log_prior, -np.log(n_z))           # p(z) moved off uniform
 
+
+# ---- the L-BFGS that direct training resumes -----------------------------------------------------------
 
 def rosen(x):
     """Rosenbrock's function and its gradient (minimum 0 at x = 1)."""

@@ -1,4 +1,4 @@
-"""The log-linear M-step by hand (Berg-Kirkpatrick et al. 2010, section 3): observed minus expected features.
+"""The log-linear gradients by hand (Berg-Kirkpatrick et al. 2010, section 3): observed minus expected features.
 
 The M-step maximises the expected complete-data log-likelihood
 
@@ -6,14 +6,18 @@ The M-step maximises the expected complete-data log-likelihood
     ∇ℓ  = Σ_{x,z} e(x, z) [f(x, z) − Σ_x' p(x' | z, w) f(x', z)] − 2κ w
 
 expected counts times (observed features − expected features), with L-BFGS; with indicator
-features only it has a closed form (normalised expected counts).  The engine's twins of these are in
-`categorical.py`; `tests/models/test_loglinear.py` checks that the two agree.
+features only it has a closed form (normalised expected counts).  The direct gradient of log p(x)
+has the same form, with the E-step's posterior counts (the Fisher identity).  The engine computes
+each as the gradient of a Tensor of `model.py`; `tests/models/test_loglinear.py` and
+`tests/models/test_hmm.py` check that by hand = engine.
 """
 import numpy as np
 import scipy.optimize
 
-from tinydgm.models.loglinear.categorical import log_conditional
+from tinydgm.models.loglinear.model import log_conditional
 
+
+# ---- the M-step ------------------------------------------------------------------------------------
 
 def expected_features(w, F, n_states):
     """E[f(X, z) | z, w] for each z: the gradient of log Σ_x exp(wᵀf(x, z)), shape (|Z|, D)."""
@@ -46,3 +50,14 @@ def m_step_weights(w, F, counts, kappa, maxiter=50):
 def multinomial_m_step(counts):
     """With indicator features only, the M-step has a closed form: normalised expected counts."""
     return counts / counts.sum(axis=0, keepdims=True)
+
+
+# ---- the direct gradient -----------------------------------------------------------------------------
+
+def log_likelihood_gradient(hmm, counts):
+    """∇θ log p(data | θ), θ = (log π, log A, w) with π and A as softmax logits, from the E-step's counts:
+    the Fisher identity ∇ log p(x | θ) = E_{p(z|x)}[∇ log p(x, z | θ)], observed minus expected."""
+    g_start = counts.start - counts.start.sum() * hmm.start                      # e(z_1) − N π
+    g_trans = counts.trans - counts.trans.sum(axis=1, keepdims=True) * hmm.trans  # e(i,j) − e(i) A_ij
+    g_w = feature_gradient(counts.emit, hmm.log_emission(), hmm.F)               # observed − expected, posterior counts
+    return np.concatenate([g_start, g_trans.ravel(), g_w])

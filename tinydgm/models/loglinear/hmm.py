@@ -1,4 +1,4 @@
-"""Hidden Markov models with log-linear emissions (Berg-Kirkpatrick et al. 2010, section 5.1).
+"""The featurized HMM's inference and training (`model.HMM`; Berg-Kirkpatrick et al. 2010, section 5.1).
 
     p(x, z) = π(z_1) Π_t A(z_{t-1}, z_t) Π_t p(x_t | z_t, w),   p(x | z, w) log-linear in f(x, z)
 
@@ -12,17 +12,14 @@ The E-step runs over buckets of sentences of similar length, padded to a common 
 time-major, (T, B): one loop over time steps per bucket, each step a (B, K) @ (K, K) product.
 """
 from collections import namedtuple
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import logsumexp
 
-import tinydgm as td
-
-from tinydgm.models.loglinear.by_hand import feature_gradient, m_step_weights, multinomial_m_step
-from tinydgm.models.loglinear.categorical import log_conditional
+from tinydgm.models.loglinear.by_hand import log_likelihood_gradient, m_step_weights, multinomial_m_step
 from tinydgm.models.loglinear.lbfgs import LBFGS
+from tinydgm.models.loglinear.model import HMM
 
 
 # ---- data: sentences in buckets of similar length -------------------------------------------
@@ -56,34 +53,6 @@ def buckets(sentences, n_words, max_tokens=16384):
         out.append(bucket([sentences[i] for i in idx], idx, n_words))
         start = end
     return out
-
-
-# ---- the model --------------------------------------------------------------------------------
-
-@dataclass
-class HMM:
-    """Initial π (K,), transitions A (K, K), emission weights w over features F (|X|·K, D)."""
-    start: np.ndarray
-    trans: np.ndarray
-    w: np.ndarray
-    F: sp.csr_matrix
-
-    @property
-    def n_states(self):
-        return len(self.start)
-
-    def log_emission(self):
-        """log p(x | z, w), shape (|X|, K)."""
-        return log_conditional(self.w, self.F, self.n_states)
-
-
-def random_hmm(F, n_states, rng, scale=0.1):
-    """Near-uniform π and A, small random emission weights."""
-    def noisy(*shape):
-        p = np.exp(scale * rng.standard_normal(shape))
-        return p / p.sum(axis=-1, keepdims=True)
-    return HMM(noisy(n_states), noisy(n_states, n_states),
-               scale * rng.standard_normal(F.shape[1]), F)
 
 
 # ---- E-step: forward-backward with scaling (Rabiner 1989, section V.A) -----------------------
@@ -162,17 +131,6 @@ def marginal_log_likelihood(hmm, data):
     return e_step(hmm, data).loglik
 
 
-def log_likelihood_engine(log_start, log_trans, log_emit, x):
-    """log p(x) of one sentence by the forward algorithm in log space, a Tensor of the log-potentials.
-
-    Its gradients in them are the expected counts: the E-step as a gradient."""
-    K = log_start.shape[0]
-    alpha = log_start + log_emit[int(x[0])]                       # log α_1 = log π + log b_1
-    for t in range(1, len(x)):                    # log α_t(j) = lse_i(log α_{t-1}(i) + log A_ij) + log b_t(j)
-        alpha = td.logsumexp(td.reshape(alpha, (K, 1)) + log_trans, axis=0) + log_emit[int(x[t])]
-    return td.logsumexp(alpha)
-
-
 # ---- M-step ------------------------------------------------------------------------------------
 
 def m_step(hmm, counts, kappa=0.0, maxiter=50, multinomial=False):
@@ -201,14 +159,11 @@ def unpack(theta, F, K):
 
 
 def direct_objective(theta, F, K, data, kappa):
-    """−[log p(data | θ) − κ‖θ‖²] and its gradient, by the Fisher identity:
-    ∇ log p(x | θ) = E_{p(z|x)}[∇ log p(x, z | θ)], observed minus expected with posterior counts."""
+    """−[log p(data | θ) − κ‖θ‖²] and its gradient: the E-step's counts in `by_hand.log_likelihood_gradient`
+    (the Fisher identity, observed minus expected with posterior counts)."""
     hmm = unpack(theta, F, K)
     counts = e_step(hmm, data)
-    g_start = counts.start - counts.start.sum() * hmm.start                      # e(z_1) − N π
-    g_trans = counts.trans - counts.trans.sum(axis=1, keepdims=True) * hmm.trans  # e(i,j) − e(i) A_ij
-    g_w = feature_gradient(counts.emit, hmm.log_emission(), F)                   # observed − expected, posterior counts
-    grad = np.concatenate([g_start, g_trans.ravel(), g_w]) - 2 * kappa * theta
+    grad = log_likelihood_gradient(hmm, counts) - 2 * kappa * theta
     return -(counts.loglik - kappa * theta @ theta), -grad
 
 

@@ -1,5 +1,5 @@
-"""`tinydgm train pos-hmm` (alias `loglinear`) and `eval` of its runs: part-of-speech induction with the
-(featurized) HMMs of `tinydgm.models.loglinear.hmm` on UD English EWT (Berg-Kirkpatrick et al. 2010, §5.1).
+"""`tinydgm train loglinear` (alias `pos-hmm`) and `eval` of its runs: part-of-speech induction with the
+(featurized) HMMs of `tinydgm.models.loglinear` on UD English EWT (Berg-Kirkpatrick et al. 2010, §5.1).
 
 The unsupervised corpus is the word forms of EWT train+dev+test; the induced states are scored on
 all of it against gold XPOS (Penn tags) and UPOS, decoding each token by its posterior argmax.
@@ -27,11 +27,12 @@ from tinydgm.experiments import options, runs
 from tinydgm.metrics.tagging import contingency, tagging_scores, top_words
 from tinydgm.models.loglinear import hmm as H
 from tinydgm.models.loglinear.features import FEATURE_SETS, conjoin, word_features
+from tinydgm.models.loglinear.model import HMM, random_hmm
 
 OPTION_ALIASES = {"iterations": "epochs"}    # `--iterations N` is `--epochs N`: an EM iteration is an epoch
 TRAIN_THREADS = "narrow"     # tag-by-tag recursions over small arrays: one BLAS thread
 EVAL_THREADS = "narrow"
-NAME = "loglinear"           # the name runs record in config.json (`tinydgm train pos-hmm` is the same command)
+NAME = "loglinear"           # the command, and the name runs record in config.json (`train pos-hmm` is its alias)
 
 
 # ---- corpus, model, scores ----------------------------------------------------------------------
@@ -57,7 +58,7 @@ def from_state(hmm, state):
     if state["w"].shape != hmm.w.shape:
         raise CheckpointError(f"{state['w'].shape[0]} emission weights; the corpus and features "
                                f"give {hmm.w.shape[0]} (another --data or --features?)")
-    return H.HMM(state["start"], state["trans"], state["w"], hmm.F)
+    return HMM(state["start"], state["trans"], state["w"], hmm.F)
 
 
 def buckets(corpus):
@@ -189,14 +190,14 @@ def configure(args):
 
 
 def budget(cfg):
-    """The run's --epochs: EM or L-BFGS iterations (None: only --minutes; older runs recorded "iterations")."""
+    """The run's --epochs: EM or L-BFGS iterations (None: only --minutes; a config may name it "iterations")."""
     return cfg.get("epochs", cfg.get("iterations"))
 
 
 def build(cfg, corpus):
     """The initial HMM of a run's config: near-uniform π and A, small random emission weights."""
     F, _ = features(corpus, cfg["states"], cfg["features"])
-    return H.random_hmm(F, cfg["states"], np.random.default_rng(cfg["seed"]), cfg["init_scale"])
+    return random_hmm(F, cfg["states"], np.random.default_rng(cfg["seed"]), cfg["init_scale"])
 
 
 def trained(run, cfg):
@@ -298,7 +299,7 @@ def eval_corpus(cfg, data):
     and other None; else DIR's whole corpus, and other = {"data_sha256": its digest}."""
     corpus = load_corpus(data or cfg["data"])
     found = digest(corpus.paths)
-    own = cfg.get("corpus_sha256") or digest(corpus_files(cfg["data"]))    # a run from before the record: its files now
+    own = cfg.get("corpus_sha256") or digest(corpus_files(cfg["data"]))    # a run without the record: its files as they are
     if found == own:
         return first_sentences(corpus, cfg.get("limit")), None
     if data is None:

@@ -318,7 +318,7 @@ def test_eval_keeps_its_result_and_leaves_the_training_files_alone(tiny_corpus, 
 def test_eval_checks_the_run_folder_is_writable_first(tiny_corpus, tmp_path, capsys, monkeypatch):
     import errno
     from tinydgm import files
-    from tinydgm.experiments import pos_hmm
+    from tinydgm.experiments import loglinear
     out = str(tmp_path / "r")
     assert cli.main(["train", "loglinear", "--data", tiny_corpus, "--states", "2", "--features", "basic",
                      "--mode", "em", "--epochs", "1", "--out", out, "--quiet"]) == 0
@@ -327,7 +327,7 @@ def test_eval_checks_the_run_folder_is_writable_first(tiny_corpus, tmp_path, cap
     def read_only(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system")
     monkeypatch.setattr(files.tempfile, "mkstemp", read_only)
-    monkeypatch.setattr(pos_hmm, "load_corpus", lambda *a: pytest.fail("computed before checking the folder"))
+    monkeypatch.setattr(loglinear, "load_corpus", lambda *a: pytest.fail("computed before checking the folder"))
     assert cli.main(["eval", out]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and out in err and "read-only" in err
