@@ -11,13 +11,14 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tinydgm"
 LAYERS = [
     ("errors", ["tinydgm.errors"]),
     ("backend", ["tinydgm.backend"]),
+    ("files and checkpoints", ["tinydgm.files", "tinydgm.checkpoint"]),   # whole-file writes, .npz + JSON, state mismatches
     ("numerics", ["tinydgm.numerics"]),
     ("engine", ["tinydgm.tensor", "tinydgm.ops", "tinydgm.check", "tinydgm.extend"]),
     ("building blocks", ["tinydgm.nn", "tinydgm.optim"]),
     ("probability", ["tinydgm.distributions", "tinydgm.estimators"]),
     ("public surface", ["tinydgm"]),                   # `import tinydgm as td`: what models and above use
     ("models", ["tinydgm.models"]),
-    ("data, metrics, output", ["tinydgm.files", "tinydgm.data", "tinydgm.metrics", "tinydgm.checkpoint", "tinydgm.plots"]),
+    ("data, metrics, output", ["tinydgm.data", "tinydgm.metrics", "tinydgm.plots"]),
     ("experiments", ["tinydgm.experiments"]),
     ("face", ["tinydgm.cli", "tinydgm.__main__"]),
     ("testing", ["tinydgm.testing"]),                  # imported by tests and users, never by the package

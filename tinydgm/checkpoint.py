@@ -6,7 +6,8 @@ old one), so a crash leaves the previous checkpoint whole.  The metadata is also
 stored inside the .npz (as a string array), so the two files can never disagree on load.
 `save_state`/`load_state` store a nested state (dicts and lists of arrays and JSON values) that way.
 A process killed mid-write (kill -9) leaves a `.tmp-*` file behind; `remove_leftovers` clears them.
-`describe_mismatch` says in one line how a checkpoint's arrays differ from a model's.
+`describe_mismatch` says in one line how a checkpoint's arrays differ from a model's (or an optimiser's),
+and `mismatch_error` is the CheckpointError that `load_state_dict` raises with it.
 """
 import json
 import os
@@ -16,9 +17,9 @@ import numpy as np
 
 from tinydgm import files
 from tinydgm.errors import CheckpointError
-from tinydgm.nn import describe_mismatch
 
-__all__ = ["save", "load", "exists", "save_state", "load_state", "remove_leftovers", "describe_mismatch"]
+__all__ = ["save", "load", "exists", "save_state", "load_state", "remove_leftovers", "describe_mismatch",
+           "mismatch_error"]
 
 META_KEY = "__meta__"
 remove_leftovers = files.remove_leftovers
@@ -112,3 +113,32 @@ def load_state(path):
     if "state" not in meta:
         raise CheckpointError(f"{path}.npz: no trainer state in its metadata")
     return _join(meta["state"], arrays), meta.get("loop", {})
+
+
+# ---------------------------------------------------------------- a state that does not fit
+
+def mismatch_error(owner, differs):
+    """The CheckpointError for a state that does not fit `owner`; `.differs` holds just what differs."""
+    err = CheckpointError(f"load_state_dict: the state does not fit this {type(owner).__name__} ({differs})")
+    err.differs = differs
+    return err
+
+
+def describe_mismatch(expected, found, most=3):
+    """What differs between two {name: shape} dicts, as one short line ("" when they agree).
+
+    "missing a, b; unexpected c; w: checkpoint (200, 784) vs model (16, 784)": `expected` is what the
+    model (or optimiser) holds, `found` what the checkpoint holds; each list shows `most` names.
+    """
+    def names(keys):
+        return ", ".join(keys[:most]) + (f" (+{len(keys) - most} more)" if len(keys) > most else "")
+
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(found[k])} vs model {tuple(expected[k])}"
+              for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
+    parts = ([f"missing {names(missing)}"] if missing else []) + \
+            ([f"unexpected {names(extra)}"] if extra else []) + shapes[:most]
+    if len(shapes) > most:
+        parts.append(f"(+{len(shapes) - most} more of another shape)")
+    return "; ".join(parts)

@@ -4,7 +4,7 @@ import math
 import numpy
 
 from tinydgm import backend, ops
-from tinydgm.errors import CheckpointError
+from tinydgm.checkpoint import describe_mismatch, mismatch_error
 from tinydgm.tensor import Tensor
 
 
@@ -72,33 +72,6 @@ class Module:
             raise mismatch_error(self, differs)
         for k, p in params.items():
             p.data[...] = backend.get_array_module(p.data).asarray(state[k], dtype=p.dtype)
-
-
-def mismatch_error(owner, differs):
-    """The CheckpointError for a state that does not fit `owner`; `.differs` holds just what differs."""
-    err = CheckpointError(f"load_state_dict: the state does not fit this {type(owner).__name__} ({differs})")
-    err.differs = differs
-    return err
-
-
-def describe_mismatch(expected, found, most=3):
-    """What differs between two {name: shape} dicts, as one short line ("" when they agree).
-
-    "missing a, b; unexpected c; w: checkpoint (200, 784) vs model (16, 784)": `expected` is what the
-    model (or optimiser) holds, `found` what the checkpoint holds; each list shows `most` names.
-    """
-    def names(keys):
-        return ", ".join(keys[:most]) + (f" (+{len(keys) - most} more)" if len(keys) > most else "")
-
-    missing = [k for k in expected if k not in found]
-    extra = [k for k in found if k not in expected]
-    shapes = [f"{k}: checkpoint {tuple(found[k])} vs model {tuple(expected[k])}"
-              for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
-    parts = ([f"missing {names(missing)}"] if missing else []) + \
-            ([f"unexpected {names(extra)}"] if extra else []) + shapes[:most]
-    if len(shapes) > most:
-        parts.append(f"(+{len(shapes) - most} more of another shape)")
-    return "; ".join(parts)
 
 
 def _generator(rng):

@@ -4,7 +4,7 @@ import math
 import numpy
 
 from tinydgm import backend
-from tinydgm.nn import describe_mismatch, mismatch_error
+from tinydgm.checkpoint import describe_mismatch, mismatch_error
 
 
 class Optimizer:

@@ -1,4 +1,5 @@
-"""Checkpoints: round trip, no pickle, atomic replacement, clear errors naming the file."""
+"""Checkpoints: round trip, no pickle, atomic replacement, clear errors naming the file, what differs between a
+state and a model in one line, leftovers of interrupted writes."""
 import os
 
 import numpy as np
