@@ -329,13 +329,13 @@ def use_threads(args, kind, recorded=None, follow=False):
 
 def use_train_threads(args, kind):
     """`use_threads` for `tinydgm train`: one count for the whole run, recorded in its config as `threads`
-    (a change, by --threads on --resume, goes into the config's history like any other; a run from before
-    counts were recorded gets its count recorded on its first resume).  With --cpu-minutes a second thread
+    (a change, by --threads on --resume, goes into the config's history like any other; a run whose config
+    records no count gets one recorded on its first resume).  With --cpu-minutes a second thread
     would spend the CPU budget twice as fast, so the machine's choice is then one thread."""
     resumed = _resumed_config(args)
     recorded = resumed.get("threads") if resumed else None
     if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 1:
-        recorded = None                                     # a run from before counts were recorded
+        recorded = None                                     # the config records no count
     cpu_budget = getattr(args, "cpu_minutes", False) or bool(resumed and resumed.get("cpu_minutes"))
     n, source = use_threads(args, "narrow" if cpu_budget else kind, recorded)
     args.threads = n

@@ -20,8 +20,8 @@ from tinydgm.errors import BackendError
 # ---------------------------------------------------------------------------------------------
 # OpenBLAS starts one thread per core and lets idle threads spin.  On a machine shared with other
 # jobs they fight over the cores and a small training step runs 7-19x slower than on one thread.
-# `set_threads` limits BLAS and OpenMP at run time (threadpoolctl), after NumPy is loaded, where
-# the environment variables no longer act.  What is fastest depends on the work and on the machine
+# `set_threads` limits BLAS and OpenMP at run time (threadpoolctl), after NumPy is loaded: BLAS reads
+# the environment variables only as it loads.  What is fastest depends on the work and on the machine
 # (`python scripts/bench.py threads`, shared 2-core machine): with the other core idle, two threads
 # beat one by 7-9% on a VAE step (batch 100) and 7-35% on an IWAE batch (k = 1000), but lose 8% on
 # a wake-sleep step (batch 25); beside one busy process per core more threads were 1.4-18x slower
