@@ -10,7 +10,7 @@ from tinydgm.backend import to_numpy
 from tinydgm.check import gradcheck
 from tinydgm.errors import CheckpointError
 from tinydgm.nn import MLP, Linear, Module, Parameter
-from tinydgm.optim import SGD, Adam, clip_grad_norm
+from tinydgm.optim import SGD, Adam, clip_grad_norm, learning_rate
 
 
 class Net(Module):
@@ -315,3 +315,14 @@ def test_a_small_regression_trains(xp):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.1 * losses[0]
+
+
+def test_schedules():
+    assert learning_rate("constant", 1e-3, 50, 0.9) == 1e-3
+    assert learning_rate("anneal", 1e-3, 0, 0.2) == 1e-3
+    assert learning_rate("anneal", 1e-3, 0, 0.999) == pytest.approx(1e-5, rel=0.02)
+    # Burda et al. 2016, App. D: 3^i epochs at 1e-3 * 10^(-i/7)
+    assert learning_rate("burda", 1e-3, 0, 0) == 1e-3
+    assert learning_rate("burda", 1e-3, 1, 0) == learning_rate("burda", 1e-3, 3, 0) == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert learning_rate("burda", 1e-3, 4, 0) == pytest.approx(1e-3 * 10 ** (-2 / 7))
+    assert learning_rate("burda", 1e-3, 3279, 0) == pytest.approx(1e-4)

@@ -1,4 +1,4 @@
-"""The VAE: hand-derived gradient = engine gradient, and iw_nll's exact chunking.
+"""The VAE: hand-derived gradient = engine gradient, the same initialisation, shapes.
 
 The IWAE bound against references (same draws, E[L_1] = ELBO, L_k -> log p(x) by quadrature) is in
 test_vae_reference.py."""
@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 import tinydgm as td
-from tinydgm.metrics import active_units, iw_nll
 from tinydgm.models.vae import by_hand as hand
 from tinydgm.models.vae import VAE
-from tinydgm.optim import learning_rate
 
 ENGINE_NAMES = [f"{net}.layers.{i}.{w}" for net in ("encoder", "decoder") for i in range(3)
                 for w in ("weight", "bias")]
@@ -69,40 +67,3 @@ def test_encode_decode_shapes():
     assert model.sample(6, np.random.default_rng(0)).shape == (6, 12)
     r = model.reconstruct(x).data
     assert r.shape == (5, 12) and ((r > 0) & (r < 1)).all()
-
-
-def test_iw_nll_chunks_exactly():
-    """k samples drawn in chunks give the same L_k as one draw of k (same random stream)."""
-    model = small_model(2)
-    x = (np.random.default_rng(0).random((9, 12)) < 0.5).astype(np.float64)
-    with td.no_grad():
-        whole = -model.iwae_bound(x, 12, rng=np.random.default_rng(5)).data.mean()
-    chunked = iw_nll(model, td.tensor(x), 12, rng=np.random.default_rng(5), chunk=4,
-                     batch_size=9, progress=False)
-    assert abs(whole - chunked) < 1e-9
-
-
-@pytest.mark.parametrize("k, chunk", [(10, 3), (4, 8), (0, 1)])
-def test_iw_nll_refuses_a_chunk_that_does_not_divide_k(k, chunk):
-    """With chunk 3, k = 10 would silently use 9 samples and still be labelled L_10."""
-    x = np.zeros((2, 12))
-    with pytest.raises(ValueError, match=r"chunk \(\d+\) must be a positive divisor of k"):
-        iw_nll(small_model(), x, k, chunk=chunk, progress=False)
-
-
-def test_active_units():
-    mu = np.zeros((100, 4))
-    mu[:, 1] = np.random.default_rng(0).standard_normal(100)
-    mu[:, 3] = 0.05 * np.random.default_rng(1).standard_normal(100)     # variance 0.0025 < 0.01
-    assert active_units(mu) == 1
-
-
-def test_schedules():
-    assert learning_rate("constant", 1e-3, 50, 0.9) == 1e-3
-    assert learning_rate("anneal", 1e-3, 0, 0.2) == 1e-3
-    assert learning_rate("anneal", 1e-3, 0, 0.999) == pytest.approx(1e-5, rel=0.02)
-    # Burda et al. 2016, App. D: 3^i epochs at 1e-3 * 10^(-i/7)
-    assert learning_rate("burda", 1e-3, 0, 0) == 1e-3
-    assert learning_rate("burda", 1e-3, 1, 0) == learning_rate("burda", 1e-3, 3, 0) == pytest.approx(1e-3 * 10 ** (-1 / 7))
-    assert learning_rate("burda", 1e-3, 4, 0) == pytest.approx(1e-3 * 10 ** (-2 / 7))
-    assert learning_rate("burda", 1e-3, 3279, 0) == pytest.approx(1e-4)
