@@ -1,21 +1,27 @@
-"""Every gradient estimator of one model, trained under the same CPU-time budget and seeds, evaluated with
-the same test NLL, in one table and two figures (issue 16, item 3).
+"""Every gradient estimator of one model, trained under the same budget (CPU time or epochs) and seeds,
+evaluated with the same test NLL, in one table and two figures (issue 16, item 3).
 
-    python scripts/compare_estimators.py --model vae --cpu-minutes 30 --seeds 0,1 --eval-k 5000 --out runs/compare-vae
-    python scripts/compare_estimators.py --model sbn --cpu-minutes 30 --seeds 0,1 --eval-k 5000 --out runs/compare-sbn
+    python scripts/compare_estimators.py --model vae --cpu-minutes 30 --seeds 0,1 --eval-k 5000
+    python scripts/compare_estimators.py --model sbn --epochs 20 --seeds 0,1 --eval-k 5000
 
-Each run is `python -m tinydgm train ... --seed S --threads 1 --minutes M --cpu-minutes --quiet
---grad-variance-every 1 --out DIR/NAME-sS`, then `python -m tinydgm eval DIR/NAME-sS --k K --threads 1
---quiet`; `--jobs` runs (train, then eval) go at a time, one per core.  The estimators:
+The budget is one of `--cpu-minutes M` (the same CPU time for every estimator, on this machine) and
+`--epochs N` (the same passes over the data, on any machine); the table states each run's epochs and CPU
+seconds, so a comparison under either can be repeated elsewhere under the other.  Each run is
+`python -m tinydgm train ... --seed S --threads 1 --minutes M --cpu-minutes` (or `--epochs N`)
+`--schedule anneal --quiet --grad-variance-every 1 --out DIR/NAME-sS`, then `python -m tinydgm eval
+DIR/NAME-sS --k K --threads 1 --quiet`; `--jobs` runs (train, then eval) go at a time, one per core.
+DIR defaults to runs/compare-MODEL-30-cpu-minutes or runs/compare-MODEL-20-epochs; a run folder trained
+under the other kind of budget is refused, in one line.  The estimators:
 
     vae  (784-200-200-50)   elbo (reparameterised), score-function, score-function-baseline, iwae-5, iwae-50
     sbn  (layers 200,200)   ws, rws-5, reinforce, nvil, vimco-5, relaxed, straight-through
 
 An estimator the installed `tinydgm train` does not accept (checked against its --help) is skipped with
-a message.  Writes DIR/results.json and DIR/results.md (per run: test NLL = -L_K, test ELBO, epochs,
-CPU seconds; and the mean over seeds), DIR/curves.png (the validation bound of metrics.jsonl against
-CPU seconds: valid_elbo for the VAE, valid_bound = L_10 for the SBN) and DIR/grad_variance.png (each
-run's grad_var_* against CPU seconds, log scale), the figures only where matplotlib is installed.
+a message.  Writes DIR/results.json and DIR/results.md (headed by the budget; per run: test NLL = -L_K,
+test ELBO, epochs, CPU seconds; and the mean over seeds), DIR/curves.png (the validation bound of
+metrics.jsonl against CPU seconds: valid_elbo for the VAE, valid_bound = L_10 for the SBN) and
+DIR/grad_variance.png (each run's grad_var_* against CPU seconds, log scale), the figures only where
+matplotlib is installed.
 A run that already finished (summary.json) is not trained again and a kept evaluation with the same
 K and images is reused, so an interrupted comparison continues where it stopped.
 `--limit N --epochs-cap E --eval-limit N` make a smoke run of the whole pipeline in seconds; `--train-only`
@@ -38,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchmarks import _cli as cli  # noqa: E402
 from tinydgm import files  # noqa: E402
+from tinydgm.errors import UserError  # noqa: E402
 
 MODELS = {
     "vae": (["train", "vae"], "valid_elbo", {
@@ -92,20 +99,60 @@ def accepted(help_text, words):
     return ""
 
 
+# ---------------------------------------------------------------- the budget: CPU time or epochs
+
+def budget(args):
+    """The budget in words: "30 CPU-minutes each" or "20 epochs each"."""
+    if args.epochs:
+        return f"{args.epochs} epoch{'s' * (args.epochs != 1)} each"
+    return f"{args.cpu_minutes:g} CPU-minute{'s' * (args.cpu_minutes != 1)} each"
+
+
+def budget_words(args):
+    """`tinydgm train`'s options for the budget (--epochs-cap stops a run sooner)."""
+    if args.epochs:
+        return ["--epochs", str(min(args.epochs, args.epochs_cap or args.epochs))]
+    cap = ["--epochs", str(args.epochs_cap)] if args.epochs_cap else []
+    return ["--minutes", str(args.cpu_minutes), "--cpu-minutes", *cap]
+
+
+def budget_of(config):
+    """The kind of budget a run's config.json holds, and that budget in words."""
+    if config.get("minutes") is None:
+        return "epochs", f"{config.get('epochs')} epochs"
+    if config.get("cpu_minutes"):
+        return "cpu-minutes", f"{config['minutes']:g} CPU-minutes"
+    return "minutes", f"{config['minutes']:g} wall-clock minutes"
+
+
+def check_budgets(runs, args):
+    """A UserError for the first run folder there is that was trained under another kind of budget: continued,
+    or put in the table, it would not compare with the others."""
+    kind = "epochs" if args.epochs else "cpu-minutes"
+    for name, seed, _ in runs:
+        config = read_json(os.path.join(run_folder(args, name, seed), "config.json"))
+        if config and budget_of(config)[0] != kind:
+            raise UserError(f"{run_folder(args, name, seed)}: trained under a budget of {budget_of(config)[1]}, "
+                            f"not of {'epochs' if args.epochs else 'CPU-minutes'}; give another --out for "
+                            f"{budget(args)} (the default folder names the budget)")
+
+
+def run_folder(args, name, seed):
+    return os.path.join(args.out, f"{name}-s{seed}")
+
+
 def plan(args):
     """The runs to make: [(name, seed, train arguments)], after checking them against the installed --help."""
     base, _, table = MODELS[args.model]
     help_text = subprocess.run(tinydgm(*base[:2], "--help"), capture_output=True, text=True,
                                env=environment()).stdout
-    common = ["--threads", "1", "--minutes", str(args.cpu_minutes), "--cpu-minutes", "--quiet"]
+    common = ["--threads", "1", *budget_words(args), "--schedule", "anneal", "--quiet"]
     if accepted(help_text, [GRAD_VARIANCE]):
         say(f"`tinydgm {' '.join(base[:2])}` has no {GRAD_VARIANCE} yet: no gradient variances recorded")
     else:
         common += [GRAD_VARIANCE, "1"]
     if args.limit:
         common += ["--limit", str(args.limit)]
-    if args.epochs_cap:
-        common += ["--epochs", str(args.epochs_cap)]
     runs = []
     for name in args.estimators:
         missing = accepted(help_text, table[name])
@@ -157,25 +204,36 @@ def kept_evaluation(run_dir, k, n):
     return found
 
 
+def spent(run_dir, summary):
+    """The epochs and CPU seconds a run stopped short has trained: from its summary, else its last metrics line."""
+    if summary is None:
+        try:
+            last = metrics(run_dir)[-1:]
+        except (OSError, ValueError):
+            last = []
+        summary = {"epochs": last[0]["epoch"] + 1, "cpu_s": last[0].get("cpu_s")} if last else {}
+    return {k: summary[k] for k in ("epochs", "cpu_s") if summary.get(k) is not None}
+
+
 def one_run(name, seed, train_args, args):
     """Train (or continue) DIR/NAME-sS, evaluate its best checkpoint; a result record."""
-    run_dir = os.path.join(args.out, f"{name}-s{seed}")
+    run_dir = run_folder(args, name, seed)
     log = os.path.join(args.out, f"{name}-s{seed}.log")
     record = {"estimator": name, "seed": seed, "run": run_dir}
     summary = read_json(os.path.join(run_dir, "summary.json"))
     unfinished = summary is None or summary.get("status") == "interrupted"     # never trained, or cut off
     if unfinished and args.report_only:
-        return {**record, "status": "not trained" if summary is None else "interrupted (not continued)"}
-    if unfinished:                                                         # continue it
+        return {**record, **spent(run_dir, summary),
+                "status": "not trained" if summary is None else "interrupted (not continued)"}
+    if unfinished:                                                         # continue it, with this call's budget
         config = read_json(os.path.join(run_dir, "config.json"))
-        budget = ["--minutes", str(args.cpu_minutes), "--cpu-minutes",              # this call's budget, as if new
-                  *(["--epochs", str(args.epochs_cap)] if args.epochs_cap else [])]
         command = tinydgm("train", config.get("model", train_args[1]), "--resume", run_dir, "--threads", "1",
-                          "--quiet", *budget) if config else tinydgm(*train_args, "--out", run_dir)
+                          "--quiet", *budget_words(args)) if config else tinydgm(*train_args, "--out", run_dir)
         done = logged(command, log)
         summary = read_json(os.path.join(run_dir, "summary.json"))
         if summary is None or summary.get("status") == "interrupted":
-            return {**record, "status": f"training failed (exit {done.returncode}; see {log})"}
+            return {**record, **spent(run_dir, summary),
+                    "status": f"training failed (exit {done.returncode}; see {log})"}
     record.update(status=summary.get("status"), epochs=summary.get("epochs"), cpu_s=summary.get("cpu_s"),
                   time_s=summary.get("time_s"), best_epoch=summary.get("best_epoch"),
                   valid_best=summary.get(MODELS[args.model][1]))
@@ -289,12 +347,16 @@ def number(v, digits=2):
 
 
 def write_markdown(path, args, records, means, command):
-    lines = [f"# Estimators compared: {args.model}", "",
+    capped = args.epochs_cap and args.epochs_cap < (args.epochs or math.inf)
+    cap = f", stopped at {args.epochs_cap} epochs by --epochs-cap" if capped else ""
+    lines = [f"# Estimators compared: {args.model}, {budget(args)}", "",
              f"Command: `{command}`", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-             f"{time.strftime('%Y-%m-%d')}. Budget: {args.cpu_minutes} CPU-minutes per run (one BLAS thread, "
-             f"{args.jobs} runs at a time); test NLL = -L_{args.eval_k} on "
-             f"{args.eval_limit or 'all 10,000'} test images, the model's own q as proposal.", "",
+             f"{time.strftime('%Y-%m-%d')}. Budget: {budget(args)} (one BLAS thread, {args.jobs} runs at a time"
+             f"{cap}); test NLL = -L_{args.eval_k} on {args.eval_limit or 'all 10,000'} test images, the model's "
+             f"own q as proposal.", "",
+             "Each run's epochs and CPU seconds are in the tables: on another machine `--epochs N` repeats "
+             "the passes over the data, `--cpu-minutes M` the CPU time.", "",
              "## Mean over seeds", "",
              "| estimator | seeds | test NLL | sd | test ELBO | epochs | CPU s | active units | last grad var (recognition) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -356,7 +418,7 @@ def figures(args, records, monitor):
                 ax.text(0.01, 0.01, "lower points cut off", transform=ax.transAxes, fontsize=7, color="grey")
         ax.set_xlabel("CPU seconds of training")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{args.model}: {args.cpu_minutes} CPU-minutes per run")
+        ax.set_title(f"{args.model}: {budget(args)}")
         for i, seed in enumerate(seeds if len(seeds) > 1 else []):
             ax.plot([], [], styles[i % len(styles)], color="grey", label=f"seed {seed}")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))      # beside the plot, over no curve
@@ -378,7 +440,9 @@ def parse(argv):
     """The options, every one checked: a mistake is one line naming it, exit code 2, before anything is written."""
     p = cli.Parser(prog="compare_estimators.py", description=cli.first_paragraph(__doc__))
     p.add_argument("--model", choices=sorted(MODELS), required=True)
-    p.add_argument("--cpu-minutes", type=cli.number(0), required=True, help="CPU-time budget of each training run")
+    budgets = p.add_mutually_exclusive_group(required=True)
+    budgets.add_argument("--cpu-minutes", type=cli.number(0), help="the budget: each training run's CPU time")
+    budgets.add_argument("--epochs", type=cli.integer(1), help="the budget: each training run's passes over the data")
     p.add_argument("--seeds", type=cli.integers(0, "0,1"), default="0,1",
                    help="comma-separated seeds, the same for every estimator (default 0,1)")
     p.add_argument("--eval-k", type=cli.integer(1), default=5000, help="importance samples of the test NLL (default 5000)")
@@ -387,7 +451,8 @@ def parse(argv):
                    help="evaluate all test images in shards of this many, each kept as it finishes (default 2000; "
                         "not with --eval-limit)")
     p.add_argument("--jobs", type=cli.integer(1), default=2, help="runs at a time, one per core (default 2)")
-    p.add_argument("--out", help="folder for the runs and results (default runs/compare-MODEL)")
+    p.add_argument("--out", help="folder for the runs and results (default runs/compare-MODEL-M-cpu-minutes "
+                   "or runs/compare-MODEL-N-epochs)")
     p.add_argument("--estimators", help="comma-separated subset (default all of the model's)")
     p.add_argument("--limit", type=cli.integer(1), help="train and validate on the first N images (a smoke run)")
     p.add_argument("--epochs-cap", type=cli.integer(1), help="stop each run after this many epochs even within the budget")
@@ -413,7 +478,8 @@ def parse(argv):
     if args.eval_shard and args.eval_limit:
         p.error("--eval-shard: the shards tile all 10,000 test images; with --eval-limit N there is one shard")
     args.eval_shard = args.eval_shard or 2000
-    args.out = args.out or os.path.join("runs", f"compare-{args.model}")
+    kind = f"{args.epochs}-epochs" if args.epochs else f"{args.cpu_minutes:g}-cpu-minutes"
+    args.out = args.out or os.path.join("runs", f"compare-{args.model}-{kind}")
     return args
 
 
@@ -450,16 +516,18 @@ def main(argv=None):
     args = parse(argv)
     files.check_writable(args.out)
     runs = plan(args)
+    check_budgets(runs, args)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
         raise files.fault(e, args.out) from None
     monitor = MODELS[args.model][1]
-    say(f"{len(runs)} runs, {args.jobs} at a time, {args.cpu_minutes} CPU-minutes each, into {args.out}")
+    say(f"{len(runs)} runs, {args.jobs} at a time, {budget(args)}, into {args.out}")
     records = run_all(runs, args)
     means = summarise(records, monitor)
     command = " ".join(["python", "scripts/compare_estimators.py", *argv])
-    result = {"model": args.model, "command": command, "cpu_minutes": args.cpu_minutes, "seeds": args.seeds,
+    result = {"model": args.model, "command": command, "budget": budget(args), "cpu_minutes": args.cpu_minutes,
+              "epochs": args.epochs, "epochs_cap": args.epochs_cap, "seeds": args.seeds,
               "eval_k": args.eval_k, "eval_limit": args.eval_limit, "runs": records, "mean": means}
     result["figures"] = figures(args, records, monitor)
     files.write_json(os.path.join(args.out, "results.json"), finite(result))

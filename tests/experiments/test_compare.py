@@ -1,6 +1,7 @@
 """scripts/compare_estimators.py end to end on a smoke budget (two VAE estimators, one seed, 100 images):
 runs trained and evaluated through the command line, a table holding what the runs hold, the figures,
-a second call that trains and evaluates nothing again; and its checks on what `tinydgm train` accepts."""
+a second call that trains and evaluates nothing again; a budget in epochs, and runs of one kind of budget
+never continued under the other; and its checks on what `tinydgm train` accepts."""
 import importlib.util
 import json
 import os
@@ -9,6 +10,7 @@ import shutil
 import pytest
 
 from tinydgm import cli, plots
+from tinydgm.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,12 +25,22 @@ def load_script():
 compare = load_script()
 SMOKE = ["--model", "vae", "--cpu-minutes", "1", "--seeds", "4", "--estimators", "elbo,score-function-baseline",
          "--limit", "100", "--epochs-cap", "2", "--eval-k", "4", "--eval-limit", "20"]
+EPOCHS = ["--model", "vae", "--epochs", "2", "--seeds", "4", "--estimators", "elbo", "--limit", "100",
+          "--eval-k", "4", "--eval-limit", "20"]
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     assert compare.main([*SMOKE, "--out", str(out)]) == 0
+    with open(out / "results.json") as f:
+        return out, json.load(f)
+
+
+@pytest.fixture(scope="module")
+def epochs_smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare-epochs")
+    assert compare.main([*EPOCHS, "--out", str(out)]) == 0
     with open(out / "results.json") as f:
         return out, json.load(f)
 
@@ -60,6 +72,8 @@ def test_each_run_is_trained_and_evaluated_by_the_command(smoke):
 def test_table_and_figures(smoke):
     out, results = smoke
     text = (out / "results.md").read_text()
+    assert text.startswith("# Estimators compared: vae, 1 CPU-minute each\n")
+    assert (results["budget"], results["cpu_minutes"], results["epochs"]) == ("1 CPU-minute each", 1.0, None)
     assert "python scripts/compare_estimators.py " + " ".join(SMOKE) in text
     for r in results["runs"]:
         assert f"| {r['estimator']} | 4 | {r['test_nll']:.2f} | {r['test_elbo']:.2f} | 2 |" in text
@@ -68,6 +82,62 @@ def test_table_and_figures(smoke):
     if plots.available():
         assert results["figures"] == [str(out / "curves.png"), str(out / "grad_variance.png")]
         assert all(os.path.getsize(f) > 0 for f in results["figures"])
+
+
+def test_a_budget_in_epochs_is_the_same_passes_for_every_run_and_the_table_says_so(epochs_smoke):
+    """--epochs N trains each run N epochs with no time budget (`train vae --estimator E --epochs N`, the
+    learning rate annealed over the epochs as over the minutes); the table is headed by the budget and
+    states each run's epochs and CPU seconds, as its summary.json has them."""
+    out, results = epochs_smoke
+    (r,) = results["runs"]
+    run = out / "elbo-s4"
+    with open(run / "config.json") as f:
+        config = json.load(f)
+    assert (config["estimator"], config["epochs"], config["minutes"], config["cpu_minutes"], config["schedule"]) == (
+        "elbo", 2, None, False, "anneal")
+    command = (out / "elbo-s4.log").read_text().splitlines()[0]
+    assert " -m tinydgm train vae --estimator elbo " in command and " --epochs 2 " in command
+    assert "--minutes" not in command and "--objective" not in command
+    with open(run / "summary.json") as f:
+        summary = json.load(f)
+    assert (r["status"], r["epochs"], r["cpu_s"]) == ("done", 2, summary["cpu_s"]) and r["test_nll"] is not None
+    assert (results["budget"], results["epochs"], results["cpu_minutes"]) == ("2 epochs each", 2, None)
+    text = (out / "results.md").read_text()
+    assert text.startswith("# Estimators compared: vae, 2 epochs each\n")
+    assert f"| elbo | 4 | {r['test_nll']:.2f} | {r['test_elbo']:.2f} | 2 | {r['cpu_s']:.1f} |" in text
+
+
+@pytest.mark.parametrize("budget", [["--cpu-minutes", "1"], ["--epochs", "3"]])
+def test_runs_of_the_other_kind_of_budget_are_refused_in_one_line(smoke, epochs_smoke, budget):
+    """A folder of runs trained for epochs is not continued (nor reported) under CPU-minutes, nor the other
+    way round: one line naming the run and both budgets, nothing trained or written."""
+    out, _ = epochs_smoke if budget[0] == "--cpu-minutes" else smoke
+    before = {f: (out / f).read_text() for f in os.listdir(out) if f.endswith((".log", ".json", ".md"))}
+    rest = [*EPOCHS[4:], "--out", str(out)]
+    with pytest.raises(UserError) as refused:
+        compare.main(["--model", "vae", *budget, *rest])
+    line = str(refused.value)
+    assert "\n" not in line and line.startswith(str(out / "elbo-s4") + ": trained under a budget of ")
+    assert ("2 epochs, not of CPU-minutes" if budget[0] == "--cpu-minutes" else "1 CPU-minutes, not of epochs") in line
+    assert {f: (out / f).read_text() for f in before} == before
+
+
+def test_the_default_folder_names_the_budget():
+    folders = {compare.parse(["--model", "vae", *b]).out for b in (["--cpu-minutes", "30"], ["--epochs", "30"])}
+    assert folders == {os.path.join("runs", "compare-vae-30-cpu-minutes"), os.path.join("runs", "compare-vae-30-epochs")}
+
+
+@pytest.mark.parametrize("budget, line", [
+    ([], "one of the arguments --cpu-minutes --epochs is required"),
+    (["--cpu-minutes", "1", "--epochs", "2"], "argument --epochs: not allowed with argument --cpu-minutes"),
+    (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got '0'"),
+])
+def test_exactly_one_budget(tmp_path, capsys, budget, line):
+    out = tmp_path / "c"
+    with pytest.raises(SystemExit) as stop:
+        compare.main(["--model", "vae", *budget, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err == f"compare_estimators.py: error: {line}\n" and not out.exists()
 
 
 def test_a_second_call_reuses_the_runs_and_their_evaluations(smoke, capsys):
@@ -135,7 +205,13 @@ def test_estimators_the_command_lacks_are_skipped_with_a_message(monkeypatch, ca
     runs = compare.plan(args)
     assert [(name, seed) for name, seed, _ in runs][:3] == [("ws", 0), ("ws", 1), ("rws-5", 0)] and len(runs) == 14
     assert runs[7][2] == ["train", "wake-sleep", "--layers", "200,200", "--estimator", "nvil", "--threads", "1",
-                          "--minutes", "2.0", "--cpu-minutes", "--quiet", "--grad-variance-every", "1", "--seed", "1"]
+                          "--minutes", "2.0", "--cpu-minutes", "--schedule", "anneal", "--quiet",
+                          "--grad-variance-every", "1", "--seed", "1"]
+    for cap, epochs in ((None, "5"), ("3", "3"), ("9", "5")):          # --epochs-cap stops a run sooner, never later
+        args = compare.parse(["--model", "sbn", "--epochs", "5", "--estimators", "nvil", "--seeds", "0",
+                              *(["--epochs-cap", cap] if cap else []), "--out", str(tmp_path)])
+        assert compare.plan(args)[0][2][6:] == ["--threads", "1", "--epochs", epochs, "--schedule", "anneal", "--quiet",
+                                                "--grad-variance-every", "1", "--seed", "0"]
 
 
 def test_whole_split_evaluated_in_kept_shards_and_combined(tmp_path):
@@ -161,18 +237,32 @@ def test_whole_split_evaluated_in_kept_shards_and_combined(tmp_path):
     assert json.load(open(out / "results.json"))["runs"][0]["test_nll"] == combined["test_nll"]
 
 
-def test_an_interrupted_run_is_resumed_with_its_model_word(tmp_path):
+@pytest.mark.parametrize("budget, resumed", [
+    (["--cpu-minutes", "1", "--epochs-cap", "1"], "--minutes 1.0 --cpu-minutes --epochs 1"),
+    (["--epochs", "1"], "--epochs 1"),
+])
+def test_an_interrupted_run_is_resumed_with_its_model_word(tmp_path, budget, resumed):
     """A run folder without summary.json (a comparison cut off mid-run) is continued with
-    `tinydgm train MODEL --resume RUN`, the model read from its config.json."""
+    `tinydgm train MODEL --resume RUN` and the comparison's budget, the model read from its config.json."""
     out = tmp_path / "c"
-    smoke = ["--model", "vae", "--cpu-minutes", "1", "--seeds", "0", "--estimators", "elbo", "--limit", "100",
-             "--epochs-cap", "1", "--train-only", "--out", str(out)]
+    smoke = ["--model", "vae", *budget, "--seeds", "0", "--estimators", "elbo", "--limit", "100",
+             "--train-only", "--out", str(out)]
     assert compare.main(smoke) == 0
     run = out / "elbo-s0"
     (run / "summary.json").unlink()
     assert compare.main(smoke) == 0
     assert (run / "summary.json").is_file()
-    assert f"-m tinydgm train vae --resume {run} " in (out / "elbo-s0.log").read_text()
+    assert f"-m tinydgm train vae --resume {run} --threads 1 --quiet {resumed}\n" in (out / "elbo-s0.log").read_text()
+
+
+def test_a_run_stopped_short_states_what_it_trained(tmp_path):
+    """Epochs and CPU seconds of a run that did not finish: from its summary, else its last metrics line."""
+    run = tmp_path / "r"
+    run.mkdir()
+    assert compare.spent(str(run), None) == {}
+    (run / "metrics.jsonl").write_text('{"epoch": 0, "cpu_s": 1.5}\n{"event": "resume"}\n{"epoch": 1, "cpu_s": 3.25}\n')
+    assert compare.spent(str(run), None) == {"epochs": 2, "cpu_s": 3.25}
+    assert compare.spent(str(run), {"status": "interrupted", "epochs": 1, "cpu_s": 1.5}) == {"epochs": 1, "cpu_s": 1.5}
 
 
 def test_a_run_stopped_by_a_signal_is_continued_and_its_old_shards_not_reused(tmp_path):
