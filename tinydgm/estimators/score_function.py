@@ -14,6 +14,7 @@ import math
 import numpy
 
 from tinydgm import backend, nn, ops
+from tinydgm.checkpoint import describe_mismatch, mismatch_error
 from tinydgm.estimators import discrete
 from tinydgm.estimators.base import Estimator, Objective, generator, total
 from tinydgm.tensor import Tensor, unwrap
@@ -225,10 +226,10 @@ class NVIL(nn.Module, Estimator):
     def load_state_dict(self, state):
         """Copy a `state_dict` back; names and shapes must match exactly (else nothing is loaded)."""
         L = len(self.baselines)
-        differs = nn.describe_mismatch({"c": (L,), "v": (L,), "steps": ()},
+        differs = describe_mismatch({"c": (L,), "v": (L,), "steps": ()},
                                        {k: numpy.shape(state[k]) for k in self.STATS if k in state})
         if differs:
-            raise nn.mismatch_error(self, differs)
+            raise mismatch_error(self, differs)
         super().load_state_dict({k: v for k, v in state.items() if k not in self.STATS})
         self.c = numpy.array(state["c"], dtype=numpy.float64)
         self.v = numpy.array(state["v"], dtype=numpy.float64)
