@@ -35,6 +35,7 @@ def ic():
     return module
 
 
+@pytest.mark.slow
 def test_one_trial_of_each_command_keeps_the_promises(tmp_path):
     out = tmp_path / "ic"
     code, stdout, stderr = script("--trials", "1", "--seed", "3933", "--eval-k", "200", "--eval-limit", "300",

@@ -12,6 +12,8 @@ import pytest
 from tinydgm import cli, plots
 from tinydgm.errors import UserError
 
+pytestmark = pytest.mark.slow            # end-to-end runs of the script: CI runs them after the suite
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
