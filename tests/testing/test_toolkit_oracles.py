@@ -1,0 +1,130 @@
+"""tinydgm.testing's exact oracles: each against an independent computation, and its gradient against central
+differences (`check_gradient`, which itself must catch a wrong gradient)."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.special
+from hypothesis import given, settings
+
+import tinydgm as td
+from tinydgm.testing import oracles, strategies
+from tinydgm.testing.models import linear_gaussian, sigmoid_belief_net
+
+X = np.array([[1, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0]], dtype=np.float64)
+
+
+def table(model, x, states=None):
+    """log p(x_b, h) and log q(h|x_b) by a loop over the states (`states`: rows of joint states, in that order;
+    default: itertools.product's), one state at a time (the definition, written apart)."""
+    sizes, rows_p, rows_q = model.layers[1:], [], []
+    for bits in itertools.product([0.0, 1.0], repeat=sum(sizes)) if states is None else states:
+        hs = np.split(np.array(bits), np.cumsum(sizes)[:-1])
+        with td.no_grad():
+            rows_p.append(model.log_joint(x, [np.broadcast_to(h, (len(x), len(h))) for h in hs]).data)
+            rows_q.append(model.log_q([np.broadcast_to(h, (len(x), len(h))) for h in hs], x).data)
+    return np.array(rows_p), np.array(rows_q)
+
+
+@settings(max_examples=8)
+@given(case=strategies.sbn_cases(max_latent=4))
+def test_elbo_log_px_and_posterior_are_the_sums_over_states(case):
+    model, x = case
+    states, log_post = oracles.posterior(model, x)
+    log_p, log_q = table(model, x, np.concatenate(states, axis=1))
+    assert oracles.value(oracles.elbo(model, x)) == pytest.approx((np.exp(log_q) * (log_p - log_q)).sum(0).mean(), rel=1e-12)
+    assert oracles.value(oracles.log_px(model, x)) == pytest.approx(scipy.special.logsumexp(log_p, axis=0).mean(), rel=1e-12)
+    np.testing.assert_allclose(np.exp(log_post.data).sum(0), 1, rtol=1e-12)
+    np.testing.assert_allclose(log_post.data, log_p - scipy.special.logsumexp(log_p, axis=0), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_iwae_bound_by_multisets_is_the_sum_over_ordered_tuples(k):
+    """L_K by multisets (the oracle) = the sum over all 8^K ordered K-tuples of Π q · log mean w; L_1 = ELBO;
+    ELBO <= L_2 <= L_3 <= log p(x)."""
+    model = sigmoid_belief_net((4, 3), scale=1.5, seed=2)
+    log_p, log_q = table(model, X)
+    log_w = log_p - log_q
+    want = 0.0
+    for tup in itertools.product(range(8), repeat=k):
+        idx = list(tup)
+        want = want + np.exp(log_q[idx].sum(0)) * (scipy.special.logsumexp(log_w[idx], axis=0) - math.log(k))
+    got = oracles.value(oracles.iwae_bound(model, X, k))
+    assert got == pytest.approx(want.mean(), rel=1e-12)
+    if k == 1:
+        assert got == pytest.approx(oracles.value(oracles.elbo(model, X)), rel=1e-12)
+    values = [oracles.value(oracles.iwae_bound(model, X, j)) for j in (1, 2, 3)] + [oracles.value(oracles.log_px(model, X))]
+    assert values == sorted(values)
+
+
+def test_multisets_count_every_ordering_once():
+    rows, log_orderings = oracles.multisets(5, 3)
+    assert len(rows) == math.comb(7, 3)
+    assert np.exp(log_orderings).sum() == pytest.approx(5 ** 3)
+
+
+@pytest.mark.parametrize("name, oracle", [
+    ("elbo", lambda m: oracles.elbo(m, X[:2])),
+    ("L_2", lambda m: oracles.iwae_bound(m, X[:2], 2)),
+    ("log p(x)", lambda m: oracles.log_px(m, X[:2])),
+])
+def test_each_oracles_gradient_is_the_central_differences(name, oracle):
+    """Two hidden layers (4-2-1): every coordinate of θ and λ, against (f(θ + ε) − f(θ − ε)) / 2ε."""
+    model = sigmoid_belief_net((4, 2, 1), scale=2.0, seed=5)
+    assert oracles.check_gradient(model, oracle) < 1e-7
+    g = oracles.gradient(model, oracle(model))
+    assert set(g) == {n for n, _ in model.named_parameters()}
+    if name == "log p(x)":                                   # λ does not enter log p(x)
+        assert all(np.all(g[n] == 0) for n in g if n.startswith("recognition"))
+
+
+def test_check_gradient_catches_a_wrong_gradient():
+    """An ELBO whose q-weights are cut from the graph (a constant copy of q(h|x)): the λ gradient is wrong and the
+    check names a recognition parameter."""
+    model = sigmoid_belief_net((4, 2), scale=1.5, seed=1)
+
+    def wrong(m):
+        log_p, log_q = oracles.log_tables(m, X)
+        return td.mean(td.sum(td.tensor(np.exp(log_q.data)) * (log_p - log_q), axis=0))
+    with pytest.raises(oracles.OracleGradientError, match=r"recognition\.0\.(weight|bias)\[.*central differences"):
+        oracles.check_gradient(model, wrong)
+
+
+def test_the_oracles_refuse_an_enumeration_too_large():
+    model = sigmoid_belief_net((2, 3, 3), seed=0)
+    with pytest.raises(ValueError, match="MAX_TERMS"):
+        oracles.iwae_bound(model, X[:1, :2], 5)
+
+
+# =============================================================================================
+# The linear-Gaussian model
+# =============================================================================================
+
+@settings(max_examples=10)
+@given(case=strategies.linear_gaussian_cases())
+def test_linear_gaussian_closed_forms(case):
+    """log p(x) by the envelope form = the marginal density N(x; b, Wᵀ W + s² I); ELBO <= log p(x), with equality
+    when q is the exact posterior (here: q's mean map and scale set to the posterior's, W rows orthogonal)."""
+    model, x = case
+    assert oracles.value(oracles.log_px(model, x)) == pytest.approx(model.log_px(x).mean(), rel=1e-10, abs=1e-10)
+    assert oracles.value(oracles.elbo(model, x)) <= oracles.value(oracles.log_px(model, x)) + 1e-10
+
+
+def test_linear_gaussian_elbo_is_log_px_at_the_posterior_and_gradients_match_differences():
+    model = linear_gaussian(latent=2, observed=3, scale=1.0, seed=4)
+    W = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 2)))[0].T * [[1.5], [0.7]]    # W Wᵀ diagonal
+    model.W.data[...] = W
+    x = np.random.default_rng(1).standard_normal((4, 3))
+    s2 = math.exp(2 * float(model.log_s.data))
+    cov = np.linalg.inv(np.eye(2) + W @ W.T / s2)                                   # diagonal
+    model.A.data[...] = W.T @ cov / s2
+    model.c.data[...] = -model.b.data @ W.T @ cov / s2
+    model.log_sigma.data[...] = 0.5 * np.log(np.diag(cov))
+    assert oracles.value(oracles.elbo(model, x)) == pytest.approx(oracles.value(oracles.log_px(model, x)), rel=1e-12)
+    assert oracles.check_gradient(model, lambda m: oracles.elbo(m, x)) < 1e-7
+    assert oracles.check_gradient(model, lambda m: oracles.log_px(m, x), groups=("theta",)) < 1e-7
+    mean, _ = model.posterior(x)
+    np.testing.assert_allclose(mean, x @ model.A.data + model.c.data, rtol=1e-10, atol=1e-12)
+    with pytest.raises(NotImplementedError, match="L_K"):
+        oracles.iwae_bound(model, x, 2)

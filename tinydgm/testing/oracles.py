@@ -1,0 +1,189 @@
+"""Exact answers for small models, as engine scalars: differentiate one with `gradient` for the exact gradient.
+
+For a layered binary-latent model (the interface of `tinydgm.estimators.discrete`) every joint latent state h
+(2^H of them, H = Σ_l n_l) is enumerated:
+
+    ELBO(x)   = Σ_h q(h|x) [log p(x, h) − log q(h|x)]
+    log p(x)  = log Σ_h p(x, h),          p(h|x) = p(x, h) / p(x)
+    L_K(x)    = E[log 1/K Σ_k w_k],  w_k = p(x, h_k) / q(h_k|x),  h_1..h_K ~ q i.i.d.      (Burda et al. 2016, eq. 8)
+              = Σ over multisets {h_1..h_K} of K!/Π_h c_h! · Π_k q(h_k|x) · log 1/K Σ_k w_k
+                (L̂_K is symmetric in its samples, so the C(2^H + K − 1, K) multisets, each weighted by its number of
+                orderings, replace the 2^{HK} ordered K-tuples)
+
+A model that knows its own closed forms (the linear-Gaussian model) offers `closed_form_elbo(x)` and
+`closed_form_log_px(x)`; the oracles call those.  Every oracle returns the mean over the examples x, so that its
+gradient is what an estimator's surrogate estimates (the gradient of the batch mean).
+"""
+import itertools
+import math
+
+import numpy as np
+
+import tinydgm as td
+from tinydgm import backend, estimators
+from tinydgm.tensor import no_grad
+
+MAX_TERMS = 200_000          # latent configurations (or multisets) × examples that an oracle will enumerate
+
+
+# =============================================================================================
+# Parameters by name and gradients
+# =============================================================================================
+
+def parameter_groups(model):
+    """{"theta": [(name, Parameter)], "lambda": [(name, Parameter)]}: θ = generative_parameters(),
+    λ = recognition_parameters(), named as in `model.named_parameters()` (else "theta.i", "lambda.i")."""
+    names = {id(p): n for n, p in model.named_parameters()} if hasattr(model, "named_parameters") else {}
+    return {group: [(names.get(id(p), f"{group}.{i}"), p) for i, p in enumerate(params)]
+            for group, params in (("theta", model.generative_parameters()), ("lambda", model.recognition_parameters()))}
+
+
+def named_parameters(model, groups=("theta", "lambda")):
+    """[(name, Parameter)] of the chosen groups, θ first."""
+    by_group = parameter_groups(model)
+    return [item for g in groups for item in by_group[g]]
+
+
+def gradient(model, scalar, groups=("theta", "lambda")):
+    """d scalar / d parameter for every parameter of the chosen groups: {name: NumPy float64 array} (zeros where the
+    scalar does not depend on it).  The .grad of every θ and λ parameter is cleared before and after."""
+    params, every = named_parameters(model, groups), named_parameters(model)
+    for _, p in every:
+        p.grad = None
+    scalar.backward()
+    out = {n: np.zeros(p.shape) if p.grad is None else backend.to_numpy(p.grad).astype(np.float64) for n, p in params}
+    for _, p in every:
+        p.grad = None
+    return out
+
+
+def value(scalar):
+    """A scalar Tensor's value as a Python float."""
+    return float(backend.to_numpy(scalar.data))
+
+
+# =============================================================================================
+# Enumeration of a layered binary-latent model
+# =============================================================================================
+
+def latent_states(model, dtype=None):
+    """Every joint latent state as [h_1, ..., h_L], each (2^H, n_l), 0/1 arrays on the model's backend."""
+    sizes = list(model.layers[1:])
+    total = sum(sizes)
+    p = model.generative_parameters()[0].data
+    states = ((np.arange(2 ** total)[:, None] >> np.arange(total)) & 1).astype(dtype or p.dtype)
+    xp = backend.get_array_module(p)
+    return [xp.asarray(s) for s in np.split(states, np.cumsum(sizes)[:-1], axis=1)]
+
+
+def _check_size(terms, what):
+    if terms > MAX_TERMS:
+        raise ValueError(f"{what}: enumerating needs {terms:,} terms (more than MAX_TERMS = {MAX_TERMS:,}); "
+                         "use fewer latent units, fewer examples or a smaller K")
+
+
+def log_tables(model, x):
+    """(log p(x_b, h), log q(h|x_b)) for every joint latent state h and example b: Tensors (2^H, B)."""
+    x = td.tensor(x).data
+    states = latent_states(model, x.dtype)
+    n, b = len(states[0]), len(x)
+    _check_size(n * b, "log_tables")
+    xp = backend.get_array_module(x)
+    hs = [xp.broadcast_to(h[:, None, :], (n, b, h.shape[-1])) for h in states]
+    log_p = estimators.total(model.log_joint_terms(x, hs)[::-1])
+    log_q = estimators.total(model.log_q_terms(hs, x))
+    return log_p, log_q
+
+
+def elbo(model, x):
+    """mean_b ELBO(x_b) = mean_b Σ_h q(h|x_b) [log p(x_b, h) − log q(h|x_b)], an engine scalar in θ and λ."""
+    if hasattr(model, "closed_form_elbo"):
+        return model.closed_form_elbo(x)
+    log_p, log_q = log_tables(model, x)
+    return td.mean(td.sum(td.exp(log_q) * (log_p - log_q), axis=0))
+
+
+def log_px(model, x):
+    """mean_b log p(x_b) = mean_b log Σ_h p(x_b, h), an engine scalar (in θ; λ does not enter it)."""
+    if hasattr(model, "closed_form_log_px"):
+        return model.closed_form_log_px(x)
+    log_p, _ = log_tables(model, x)
+    return td.mean(td.logsumexp(log_p, axis=0))
+
+
+def posterior(model, x):
+    """(the joint states [h_1, ..., h_L], each (2^H, n_l); log p(h|x_b) as a Tensor (2^H, B)) of a layered binary-latent
+    model (the linear-Gaussian model has its own closed form: `model.posterior(x)`)."""
+    log_p, _ = log_tables(model, x)
+    return latent_states(model, td.tensor(x).dtype), log_p - td.logsumexp(log_p, axis=0, keepdims=True)
+
+
+def multisets(n, k):
+    """All multisets of size k from n items as sorted index rows (M, k), M = C(n + k − 1, k), and the log of each
+    one's number of orderings, log k! − Σ_i log c_i! (c_i: how often item i occurs)."""
+    rows = np.array(list(itertools.combinations_with_replacement(range(n), k)), dtype=np.int64).reshape(-1, k)
+    counts = np.zeros((len(rows), n))
+    np.add.at(counts, (np.repeat(np.arange(len(rows)), k), rows.ravel()), 1)
+    log_orderings = math.lgamma(k + 1) - np.sum([[math.lgamma(c + 1) for c in row] for row in counts], axis=1)
+    return rows, log_orderings
+
+
+def iwae_bound(model, x, k):
+    """mean_b L_K(x_b), the expected importance-weighted bound with K = k samples from q, by enumerating the
+    multisets of K latent states: an engine scalar in θ and λ (L_1 is the ELBO)."""
+    if k < 1:
+        raise ValueError(f"iwae_bound: k must be >= 1, got {k}")
+    if hasattr(model, "closed_form_log_px"):
+        raise NotImplementedError(f"iwae_bound: no closed form of L_K for {model!r}")
+    x = td.tensor(x).data
+    n = 2 ** sum(model.layers[1:])
+    _check_size(math.comb(n + k - 1, k) * len(x), f"iwae_bound(k={k})")
+    log_p, log_q = log_tables(model, x)
+    rows, log_orderings = multisets(n, k)
+    xp = backend.get_array_module(x)
+    rows, log_orderings = xp.asarray(rows), xp.asarray(log_orderings[:, None].astype(x.dtype))
+    log_w = log_p - log_q
+    log_prob = td.sum(log_q[rows], axis=1) + log_orderings                       # log P(the multiset) (M, B)
+    bound = td.logsumexp(log_w[rows], axis=1) - math.log(k)                      # log 1/K Σ_k w_k     (M, B)
+    return td.mean(td.sum(td.exp(log_prob) * bound, axis=0))
+
+
+# =============================================================================================
+# Checking an oracle's gradient by central differences
+# =============================================================================================
+
+class OracleGradientError(AssertionError):
+    """An oracle's engine gradient disagrees with central finite differences."""
+
+
+def check_gradient(model, oracle, groups=("theta", "lambda"), eps=1e-6, rtol=1e-5, atol=1e-7):
+    """The engine gradient of `oracle(model)` (an engine scalar) against central differences, one coordinate at a
+    time: (f(θ + ε e_i) − f(θ − ε e_i)) / 2ε for every coordinate i of every parameter of `groups` (float64 models;
+    each parameter is restored).  Returns the largest |difference|; raises OracleGradientError naming the worst
+    coordinate when |engine − numeric| > atol + rtol |numeric| anywhere."""
+    exact = gradient(model, oracle(model), groups)
+    worst, worst_failure, message = 0.0, 0.0, None
+    for name, p in named_parameters(model, groups):
+        if np.dtype(p.dtype) != np.float64:
+            raise TypeError(f"check_gradient: needs a float64 model, {name} is {p.dtype}")
+        flat = p.data.reshape(-1)
+        for i in range(flat.size):
+            keep = float(flat[i])
+            with no_grad():
+                flat[i] = keep + eps
+                up = value(oracle(model))
+                flat[i] = keep - eps
+                down = value(oracle(model))
+            flat[i] = keep
+            numeric = (up - down) / (2 * eps)
+            engine = float(exact[name].reshape(-1)[i])
+            gap = abs(engine - numeric)
+            if gap > atol + rtol * abs(numeric) and gap > worst_failure:
+                index = [int(j) for j in np.unravel_index(i, p.shape)]
+                message = f"{name}{index}: engine {engine:.10g}, central differences {numeric:.10g}"
+                worst_failure = gap
+            worst = max(worst, gap)
+    if message is not None:
+        raise OracleGradientError(f"check_gradient: the oracle's gradient disagrees with central differences "
+                                  f"(eps={eps}, rtol={rtol}, atol={atol}); worst {message}")
+    return worst
