@@ -44,6 +44,9 @@ from tinydgm import checkpoint, files
 from tinydgm.errors import UserError
 from tinydgm.experiments.evaluation import Progress
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import _cli as cli  # noqa: E402
+
 KINDS = ("train", "eval", "combine")
 SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGKILL: "SIGKILL"}
 # A train of a few seconds, about half of it in the epochs (the rest: start-up, data, figures): 20 epochs of
@@ -59,28 +62,6 @@ EVAL_KEEPS = 3                     # an eval trial's NLL lasts this many of Prog
 PROBE = 100                        # that often), its --limit timed on PROBE images unless --eval-limit is given
 
 
-class Parser(argparse.ArgumentParser):
-    """No abbreviations; a mistake is one line, `interrupt_check.py: error: message`, exit code 2."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, allow_abbrev=False, **kwargs)
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def integer(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
-        return value
-    return parse
-
-
 def kinds(text):
     chosen = [k.strip() for k in text.split(",") if k.strip()]
     bad = [k for k in chosen if k not in KINDS]
@@ -90,19 +71,19 @@ def kinds(text):
 
 
 def parser():
-    p = Parser(prog="interrupt_check.py", description=__doc__.split("\n\n")[0],
+    p = cli.Parser(prog="interrupt_check.py", description=__doc__.split("\n\n")[0],
                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--trials", type=integer(1), default=20, metavar="N",
+    p.add_argument("--trials", type=cli.integer(1), default=20, metavar="N",
                    help="trials of each command (default 20)")
-    p.add_argument("--seed", type=integer(0), default=0, help="draws the signals and the moments (default 0)")
+    p.add_argument("--seed", type=cli.integer(0), default=0, help="draws the signals and the moments (default 0)")
     p.add_argument("--only", type=kinds, default=list(KINDS), metavar="LIST",
                    help="comma-separated commands to check, of train,eval,combine (default all three)")
     p.add_argument("--out", metavar="DIR",
                    help="a new or empty folder for the runs (default: a fresh temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the folder at the end (it is kept anyway on a failure)")
-    p.add_argument("--eval-k", type=integer(1), default=500, metavar="K",
+    p.add_argument("--eval-k", type=cli.integer(1), default=500, metavar="K",
                    help="importance samples of the eval trials (default 500)")
-    p.add_argument("--eval-limit", type=integer(1), metavar="N",
+    p.add_argument("--eval-limit", type=cli.integer(1), metavar="N",
                    help=f"test images of the eval trials (default: as many as take the NLL about "
                         f"{EVAL_KEEPS * Progress.EVERY_S:g} s on this machine, timed on {PROBE}, so that an eval "
                         f"keeps its progress (every {Progress.EVERY_S:g} s) a few times)")

@@ -7,11 +7,8 @@ Each command is a module of `tinydgm.experiments` with `add_train_arguments(pars
 printed here, once, as one line with exit code 2.
 """
 import argparse
-import contextlib
 import os
-import signal
 import sys
-import threading
 
 from tinydgm.errors import RunError, UserError
 from tinydgm.experiments import loglinear, options, runs, runtime, vae, wake_sleep
@@ -72,7 +69,7 @@ def main(argv=None):
     saved = runtime.save_threads()
     runtime.apply_allocator()          # the run-time policy: glibc keeps freed memory; threads: `options.use_threads`
     try:
-        with _sigterm_interrupts():
+        with runs.stop_signals():                 # SIGTERM (and SIGINT in a background job) as Ctrl-C
             return _main(argv)
     except UserError as e:
         print(f"tinydgm: error: {e}" if e.exit_code == 2 else f"tinydgm: {e}", file=sys.stderr)
@@ -85,22 +82,6 @@ def main(argv=None):
         return 2
     finally:                           # called in a longer process (a test, a notebook): leave BLAS as it was
         runtime.put_back_threads(saved)
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM stops a command as Ctrl-C does (in the main thread; elsewhere nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-    old = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _main(argv):

@@ -310,7 +310,7 @@ def _finite(v):
 
 
 @contextlib.contextmanager
-def _stop_signals():
+def stop_signals():
     """SIGINT and SIGTERM raise KeyboardInterrupt (also in a background job, where SIGINT is ignored)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -336,7 +336,7 @@ def fit(run, trainer, epochs=None, minutes=None, eval_every=1, monitor="valid_lo
     """
     if epochs is None and minutes is None:
         raise ValueError("fit: give epochs, minutes or both")
-    with run.lock(), _stop_signals(), warnings.catch_warnings():
+    with run.lock(), stop_signals(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)      # overflow on the way to a non-finite loss: reported below
         return _fit(run, trainer, epochs, minutes, eval_every, monitor, mode, quiet, clock)
 
