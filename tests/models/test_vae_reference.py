@@ -113,8 +113,9 @@ def test_iwae_bound_approaches_log_px_from_below():
     """Burda et al. 2016, Thm. 1: E[L_1] <= E[L_10] <= E[L_100] <= E[L_1000] <= log p(x), and L_k -> log p(x).
 
     log p(x) by quadrature over z (z_dim = 1; decoder weights tripled so the posterior is narrow
-    and off q).  R draws of L_k per image; per image, assert_bound (false-alarm rate 1e-4) for the chain, and for
-    E[L_1000] >= log p(x) - 0.005 (one-sided: -L_1000 "bounded" by -(log p(x) - 0.005)), catching 0.3 nats, resp. 0.05."""
+    and off q).  R draws of L_k per image; per image, assert_bound (false-alarm rate 1e-4) for the chain
+    (catching 0.3 nats), and for E[L_1000] >= log p(x) - 0.005 (one-sided: -L_1000 "bounded" by
+    -(log p(x) - 0.005), catching 0.05 nats)."""
     model = perturbed_model(0, x_dim=20, hidden=(8,), z_dim=1, decoder_scale=3.0)
     x = binary(1, 3, 20)
     log_px = log_marginal_by_quadrature(model, x)
@@ -194,7 +195,8 @@ def test_score_function_gradient_is_unbiased_and_noisier(seed):
     s = summarize(rep)
     assert np.all(np.abs(s.mean) > 10 * s.stderr)                                   # a gradient worth comparing
     # a difference of norm 1 (score function) or 0.25 (with the baseline) must be caught
-    for e, atol, name in ((sf, 1.0, "score function - reparameterised"), (sfb, 0.25, "with baseline - reparameterised")):
+    for e, atol, name in ((sf, 1.0, "score function - reparameterised"),
+                          (sfb, 0.25, "with baseline - reparameterised")):
         assert_unbiased(e - rep, np.zeros(rep.shape[1]), alpha=1e-4, atol=atol, what=name)
     assert_lower_variance(rep, sf, alpha=1e-4, ratio=1 / 100, detect=0.25, what=("reparameterised", "score function"))
     assert_lower_variance(sfb, sf, alpha=1e-4, ratio=1 / 5, detect=0.25, what=("with baseline", "score function"))

@@ -347,8 +347,8 @@ def test_rws_p_update_tends_to_the_exact_gradient_of_log_px():
     ∇θ log p(x) = Σ_h p(h|x) ∇θ log p(x, h), here by the engine through logsumexp of the exact table.
     At k = 1000 the mean over 40 seeds is that gradient (assert_unbiased, false-alarm rate 1e-4; the O(1/k) bias of
     self-normalised weights is far below its SE; a bias of 25% of ‖exact‖ is caught), the bias falls from k = 2 to
-    k = 1000 (assert_consistent: with 40 seeds only a bias of 150% of ‖exact‖ that does not fall is sure to be seen), and the
-    squared error at k = 1000 is under a tenth of that at k = 2 (averaged over the seeds)."""
+    k = 1000 (assert_consistent: with 40 seeds only a bias of 150% of ‖exact‖ that does not fall is sure to be
+    seen), and the squared error at k = 1000 is under a tenth of that at k = 2 (averaged over the seeds)."""
     m = machine((6, 3), 5, spread=1.0)
     theta = [n for n, _ in m.named_parameters() if not n.startswith("recognition")]
     td.mean(td.logsumexp(m.log_joint(X6, [ws_exact.all_states(3)[:, None, :]]), axis=0)).backward()
