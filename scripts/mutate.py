@@ -74,8 +74,9 @@ WAKE_SLEEP = ["tests/models/test_wake_sleep.py", "tests/probability/test_estimat
 HMM = ["tests/models/test_hmm.py"]
 LOGLINEAR = ["tests/models/test_loglinear.py", "tests/models/test_hmm.py"]
 OPTIM = ["tests/engine/test_nn_optim.py"]
-METRICS = ["tests/models/test_vae.py", "tests/experiments/test_vae_cli.py"]
-TAGGING = ["tests/data/test_conllu.py", "tests/experiments/test_pos_hmm_cli.py"]
+METRICS = ["tests/metrics/test_likelihood.py", "tests/models/test_vae.py", "tests/experiments/test_vae_cli.py"]
+TAGGING = ["tests/metrics/test_tagging.py", "tests/data/test_conllu.py", "tests/experiments/test_loglinear_cli.py"]
+NUMERICS = ["tests/test_numerics.py"]
 
 # Files: where a formula moved between files, the record names the candidates and the one that
 # holds its text exactly once is used (see `m`).
@@ -88,8 +89,8 @@ DISCRETE, REGISTRY = "tinydgm/estimators/discrete.py", "tinydgm/estimators/__ini
 VAE_PY, HAND = "tinydgm/models/vae/model.py", "tinydgm/models/vae/by_hand.py"
 WS = ("tinydgm/models/wake_sleep/model.py", "tinydgm/models/wake_sleep/by_hand.py",
       "tinydgm/models/wake_sleep/exact.py", "tinydgm/numerics.py")
-HMM_PY = "tinydgm/models/loglinear/hmm.py"
-LL = ("tinydgm/models/loglinear/categorical.py", "tinydgm/models/loglinear/by_hand.py",
+HMM_PY = ("tinydgm/models/loglinear/hmm.py", "tinydgm/models/loglinear/by_hand.py", "tinydgm/models/loglinear/model.py")
+LL = ("tinydgm/models/loglinear/model.py", "tinydgm/models/loglinear/by_hand.py",
       "tinydgm/models/loglinear/mixture.py")
 OPTIM_PY, METRICS_PY, TAG = "tinydgm/optim.py", "tinydgm/metrics/likelihood.py", "tinydgm/metrics/tagging.py"
 
@@ -504,9 +505,9 @@ MUTATIONS = [
       "log_bernoulli_sum: log p(1 - s) instead of log p(s)", WAKE_SLEEP),
     m("ws-log-bernoulli-1p", OPS, "return xp.add(out, xp.maximum(x, 0), out=out)",
       "return xp.add(out * 0, xp.maximum(x, 0), out=out)",
-      "numerics.softplus: max(x, 0) alone, the log1p(e^-|x|) term lost", ENGINE + WAKE_SLEEP),
+      "numerics.softplus: max(x, 0) alone, the log1p(e^-|x|) term lost", NUMERICS + ENGINE + WAKE_SLEEP),
     m("ws-sigmoid", OPS, "s = xp.asarray(xp.multiply(x, 0.5))", "s = xp.asarray(xp.multiply(x, 1.0))",
-      "numerics.sigmoid(a) = (1 + tanh(a))/2, the a/2 lost", ENGINE + WAKE_SLEEP),
+      "numerics.sigmoid(a) = (1 + tanh(a))/2, the a/2 lost", NUMERICS + ENGINE + WAKE_SLEEP),
     m("ws-iwae-log-k", IMPORTANCE, "return numerics.log_mean_exp(backend.get_array_module(log_w), log_w, axis=axis)",
       "return numerics.log_mean_exp(backend.get_array_module(log_w), log_w, axis=axis) + math.log(log_w.shape[axis])",
       "HelmholtzMachine.iwae_bound (importance.bound_value, also VIMCO's and RWS's L_k): - log k dropped",
@@ -611,7 +612,7 @@ MUTATIONS = [
       "active_units: standard deviation compared with the threshold", METRICS),
     m("metrics-log-mean-exp", OPS, "xp.exp(a - m).mean(axis=axis, keepdims=True)", "xp.exp(a - m).sum(axis=axis, keepdims=True)",
       "numerics.log_mean_exp: log-sum-exp (one home for iw_nll, L_k of the machine, RWS's bound)",
-      METRICS + WAKE_SLEEP),
+      NUMERICS + METRICS + WAKE_SLEEP),
 
     # =========================================================================================
     # tinydgm/tagging_metrics.py

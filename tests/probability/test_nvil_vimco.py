@@ -157,3 +157,20 @@ def test_nvil_state_dict_round_trip_and_mismatch(xp):
         np.testing.assert_array_equal(v, before[k])
     with pytest.raises(ValueError, match="2 layers, got 1 signals"):
         nvil.surrogate(signals[:1], [t64(np.zeros(6))], inputs[:1])
+
+
+def test_nvil_alpha_and_hidden_are_used(xp):
+    """NVIL(alpha=0.5) folds a batch in as c <- 0.5 c + 0.5 mean, v <- 0.5 v + 0.5 var (not at the default 0.8), and
+    its baselines have `hidden` units."""
+    rng = np.random.default_rng(1)
+    nvil = NVIL((5,), hidden=3, alpha=0.5, rng=0, dtype=np.float64)
+    assert nvil.baselines[0].layers[0].weight.shape == (5, 3) and nvil.alpha == 0.5
+    inputs = [(rng.random((6, 5)) < 0.5).astype(np.float64)]
+    b = host(nvil.baselines[0](t64(inputs[0])))[:, 0]
+    first, second = [rng.standard_normal(6) * 3 - 10], [rng.standard_normal(6) * 2 + 4]
+    nvil.surrogate(first, [t64(np.zeros(6))], inputs)
+    c, v = nvil.c[0], nvil.v[0]
+    nvil.surrogate(second, [t64(np.zeros(6))], inputs)
+    r = second[0] - b
+    np.testing.assert_allclose(nvil.c, [0.5 * c + 0.5 * r.mean()], rtol=1e-12)
+    np.testing.assert_allclose(nvil.v, [0.5 * v + 0.5 * r.var()], rtol=1e-12)
