@@ -86,6 +86,7 @@ def test_eval_shards_combine_into_the_whole_split(tmp_path, capsys):
     assert "give it no --start or --limit" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_combine_takes_the_shards_that_tile_the_split_and_leaves_strays(tmp_path, capsys):
     """A shard of another size (an earlier trial with --limit) overlaps the tiling: it is left out (and named),
     never a reason to refuse; of two tilings the one with fewer shards; a diverged shard makes the NLL null."""
@@ -153,7 +154,8 @@ def test_train_help_states_the_hold_the_schedule_uses(capsys, model):
     assert learning_rate("anneal", 1.0, 0, HOLD - 1e-9) == 1.0 > learning_rate("anneal", 1.0, 0, HOLD + 1e-3)
 
 
-@pytest.mark.parametrize("estimator", ws_run.ESTIMATORS)
+@pytest.mark.parametrize("estimator", [e if e in ("ws", "nvil") else pytest.param(e, marks=pytest.mark.slow)
+                                       for e in ws_run.ESTIMATORS])     # the rest in CI, after the suite
 def test_every_estimator_trains_and_resumes_bit_for_bit(tmp_path, capsys, estimator):
     """Each --estimator trains the same nets; its whole state (NVIL's baselines and running statistics too)
     is in the checkpoint, so 1 epoch + `--resume --epochs 2` logs exactly what 2 epochs straight do,
@@ -191,6 +193,7 @@ def test_reweighted_goes_only_with_rws(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_combine_leaves_out_shards_of_an_earlier_best_checkpoint(tmp_path, capsys):
     """Training went on after a shard was evaluated: that shard is of another model, and --combine says so
     rather than mixing it in."""
