@@ -200,13 +200,15 @@ def available_memory():
     return None
 
 
-def check_memory(need, what, smaller):
-    """UserError before allocating when `need` bytes (an estimate) do not fit in the memory available;
-    `smaller` says which setting would fit."""
+def check_memory(need, what, k=None):
+    """UserError before allocating when `need` bytes (an estimate) do not fit in the memory available, saying
+    which smaller --k (when the estimate grows with k, as `need` does for the k given) or --batch-size would fit."""
     free = available_memory()
-    if free is not None and need > 0.8 * free:
-        raise UserError(f"{what}: needs about {need / 2 ** 30:.1f} GiB of memory, {free / 2 ** 30:.1f} GiB is "
-                        f"available; {smaller}")
+    if free is None or need <= 0.8 * free:
+        return
+    smaller = f"a smaller --k (about {max(1, int(k * 0.8 * free / need))}) or --batch-size" if k else "a smaller --batch-size"
+    raise UserError(f"{what}: needs about {need / 2 ** 30:.1f} GiB of memory, {free / 2 ** 30:.1f} GiB is "
+                    f"available; {smaller} would fit")
 
 
 # ---------------------------------------------------------------- train

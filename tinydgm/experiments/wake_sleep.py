@@ -206,7 +206,7 @@ def train(args):
     run, cfg = options.resume_or_configure(args, NAME, configure)
     options.use_device(cfg["device"])
     need = 2 * cfg["batch_size"] * cfg["k"] * 4 * (8 * 784 + 8 * sum(cfg["layers"]))   # activations kept for backward
-    options.check_memory(need, f"--batch-size {cfg['batch_size']} --k {cfg['k']}", "a smaller --k or --batch-size would fit")
+    options.check_memory(need, f"--batch-size {cfg['batch_size']} --k {cfg['k']}", cfg["k"] if cfg["k"] > 1 else None)
     data = options.mnist_data(run, cfg)               # the test split too: the figures need it at the end
     train_np = data["train"][:cfg.get("limit")]
     train_x, valid_x = backend.asarray(train_np), backend.asarray(data["valid"][:cfg.get("limit")])
