@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from tinydgm import estimators, ops
-from tinydgm.estimators import Objective, Reinforce, ReweightedWakeSleep, VIMCO, discrete, total
-from tinydgm.testing import check, check_estimator, sbn_cases, stats
+from tinydgm.estimators import NVIL, Objective, Reinforce, ReweightedWakeSleep, RunningMean, ScoreFunction, VIMCO, \
+    discrete, total
+from tinydgm.testing import check, check_estimator, hold, linear_gaussian, sbn_cases, stats
 from tinydgm.testing.models import sigmoid_belief_net
 
 
@@ -128,3 +129,59 @@ def test_same_on_cupy_or_skipped():
     model, x = sigmoid_belief_net((3, 2), scale=1.0, seed=1), np.array([[1.0, 0.0, 1.0]])
     out = check.check_same_on_cupy(VIMCO(3), model, x, 0, ("theta", "lambda"), {})
     assert out == "same" or out.startswith("skipped: no usable CuPy")
+
+
+# =============================================================================================
+# The hook that holds an estimator's own statistics
+# =============================================================================================
+
+def test_hold_statistics_stops_nvil_and_the_running_baseline_from_moving_until_released():
+    model, x = sigmoid_belief_net((3, 2, 1), seed=1), np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    nvil = NVIL(model.layers[:-1], hidden=3, rng=0, dtype=np.float64).hold_statistics(c=[-3.0, 1.0], v=0.5)
+    assert nvil.held and list(nvil.c) == [-3.0, 1.0] and list(nvil.v) == [0.5, 0.5] and nvil.steps == 1
+    nvil.objective(model, x, np.random.default_rng(0))
+    assert list(nvil.c) == [-3.0, 1.0] and nvil.steps == 1
+    nvil.release_statistics().objective(model, x, np.random.default_rng(0))
+    assert list(nvil.c) != [-3.0, 1.0] and nvil.steps == 2
+    lg = linear_gaussian(seed=0)
+    sf = ScoreFunction(baseline=True).hold_statistics(baseline=-3.0)
+    assert sf.baseline.value == pytest.approx(-3.0)
+    sf.update(sf.objective(lg, np.zeros((2, 3)), np.random.default_rng(0)))
+    assert sf.baseline.value == pytest.approx(-3.0)
+    with pytest.raises(TypeError, match="no running baseline"):
+        ScoreFunction(baseline=False).hold_statistics(baseline=1.0)
+    with pytest.raises(TypeError, match="keeps no running statistics"):
+        VIMCO(3).hold_statistics(c=1.0)
+
+
+class RunningReinforce(Reinforce):
+    """A user's REINFORCE with a running-mean baseline folded in by `objective` itself and kept out of state_dict:
+    without holding it, each draw would come from a different baseline."""
+    name = "reinforce-running"
+    held_calls = []
+
+    def __init__(self):
+        self.running = RunningMean()
+        self.running.start_at(-2.0)
+
+    def hold_statistics(self, **values):
+        RunningReinforce.held_calls.append(values)
+        return super().hold_statistics(**values)
+
+    def objective(self, model, x, rng):
+        hs, q_terms = discrete.sample_q(model, x, rng)
+        log_p, log_q = total(model.log_joint_terms(x, hs)[::-1]), total(q_terms)
+        signal = log_p.data - log_q.data
+        surrogate = ops.mean(log_p) + estimators.score_function_surrogate(signal, log_q, self.running.value)
+        if not self.held:
+            self.running.update(signal)
+        return Objective(surrogate, signal)
+
+
+def test_check_estimator_holds_a_users_estimator_through_its_hook():
+    """check_estimator calls hold_statistics() on the user's estimator (no PREPARE entry), or `prepare` if given."""
+    RunningReinforce.held_calls.clear()
+    check_estimator(RunningReinforce(), examples=1, repeats=20)
+    assert RunningReinforce.held_calls and all(v == {} for v in RunningReinforce.held_calls)
+    with pytest.raises(TypeError, match="keeps no running statistics"):
+        check_estimator(RunningReinforce(), examples=1, prepare=hold(c=1.0))

@@ -11,6 +11,8 @@ An estimator is an object with
         one step of each optimiser up the surrogate (and down the loss), then `update` (a running baseline);
         wake-sleep keeps its two phases
     parameters(), state_dict(), load_state_dict(state)       its own parameters and statistics, if any
+    hold_statistics(**values), release_statistics()           hold its running statistics fixed (at `values`), so
+                                                              that its claim holds as stated; then let them run
     name, target, claim                                       the command-line word; the objective it estimates the
                                                               gradient of ("elbo", "L_K", ...); "unbiased",
                                                               "consistent" (biased at finite K) or "biased"
@@ -52,6 +54,7 @@ def ascend(surrogate, *optimizers, loss=0):
 class Estimator:
     """The protocol above; `step` ascends `objective` with every optimiser given."""
     name, target, claim = None, None, None
+    held = False
 
     def objective(self, model, x, rng):
         raise NotImplementedError
@@ -68,6 +71,22 @@ class Estimator:
     def report(self, objective):
         """What a training log shows of a step: {"bound": the objective's mean over the batch}."""
         return {"bound": float(unwrap(objective.bound).mean())}
+
+    def hold_statistics(self, **values):
+        """Hold the estimator's own running statistics (a running baseline; NVIL's centring and scaling) where they
+        are, or at `values`: until `release_statistics`, `objective`, `step` and `update` leave them alone, so every
+        estimate comes from one state, the state its `claim` is about (`tinydgm.testing.check_estimator` holds each
+        estimator it checks).  An estimator with statistics overrides it, naming them as keywords, and reads `held`;
+        here there are none.  Returns self."""
+        if values:
+            raise TypeError(f"{self!r}.hold_statistics: it keeps no running statistics, got {', '.join(values)}")
+        self.held = True
+        return self
+
+    def release_statistics(self):
+        """Let the running statistics follow the batches again (undoes `hold_statistics`).  Returns self."""
+        self.held = False
+        return self
 
     def parameters(self):
         return []

@@ -62,6 +62,10 @@ class RunningMean:
     def value(self):
         return self.mean / (1 - self.decay ** self.steps) if self.steps else None
 
+    def start_at(self, value):
+        """Set b = `value`, as after one batch whose signal averaged `value`."""
+        self.mean, self.steps = value * (1 - self.decay), 1
+
     def update(self, signal):
         """Fold in one batch's learning signal (an array or Tensor: its mean is used)."""
         f = float(backend.to_numpy(unwrap(signal)).astype(numpy.float64).mean())
@@ -88,8 +92,18 @@ class ScoreFunction(Estimator):
         values = model.score_function_elbo(x, rng=rng, baseline=None if self.baseline is None else self.baseline.value)
         return Objective(ops.mean(values), values.data)
 
+    def hold_statistics(self, baseline=None):
+        """Hold the running baseline where it is, or at b = `baseline` (a number), until `release_statistics`: fresh,
+        it has none, so hold it at a value to see the estimator with its baseline at work.  Returns self."""
+        if baseline is not None:
+            if self.baseline is None:
+                raise TypeError(f"{self!r}.hold_statistics: it has no running baseline to set")
+            self.baseline.start_at(float(baseline))
+        self.held = True
+        return self
+
     def update(self, objective):
-        if self.baseline is not None:
+        if self.baseline is not None and not self.held:
             self.baseline.update(objective.bound)                # the value is the learning signal f
 
     def report(self, objective):
@@ -159,7 +173,8 @@ class NVIL(nn.Module, Estimator):
     the current batch into c and v before using them, which couples them to the samples (the mean shrinks by
     1 − (1 − α)/B); here each batch is centred and scaled by the statistics of the batches before it, so the
     estimate is unbiased for the scaled gradient.  The first batch starts c and v at its own mean and variance.
-    The running statistics are part of `state_dict` ("c", "v", "steps"), with the baselines' parameters.
+    The running statistics are part of `state_dict` ("c", "v", "steps"), with the baselines' parameters;
+    `hold_statistics(c, v)` holds them fixed (held at v_l <= 1 the estimate is unbiased for ∇ ELBO itself).
 
     As an estimator (`objective`, `step`) it trains a layered discrete model (`tinydgm.estimators.discrete`) on
     the ELBO, θ's gradient as REINFORCE's: unbiased for the scaled gradient above; its own parameters, the
@@ -219,6 +234,19 @@ class NVIL(nn.Module, Estimator):
             self.steps += 1
         return NVILTerms(surrogate, loss)
 
+    def hold_statistics(self, c=None, v=None):
+        """Hold the running mean c and variance v where they are, or at `c`, `v` (numbers or arrays (L,)), until
+        `release_statistics`: meanwhile `objective` folds no batch into them, and the estimate is unbiased for
+        Σ_l ∇λ_l ELBO / max(1, √v_l) (∇ ELBO where every v_l <= 1).  Returns self."""
+        if c is not None or v is not None:
+            self.c = numpy.broadcast_to(numpy.asarray(self.c if c is None else c, dtype=numpy.float64),
+                                        (len(self.baselines),)).copy()
+            self.v = numpy.broadcast_to(numpy.asarray(self.v if v is None else v, dtype=numpy.float64),
+                                        (len(self.baselines),)).copy()
+            self.steps = max(self.steps, 1)                 # set, as if past the first batch
+        self.held = True
+        return self
+
     def state_dict(self):
         """The baselines' parameters by name, and the running statistics c, v (arrays (L,)) and steps."""
         return {**super().state_dict(), "c": self.c.copy(), "v": self.v.copy(), "steps": numpy.array(self.steps)}
@@ -235,12 +263,11 @@ class NVIL(nn.Module, Estimator):
         self.v = numpy.array(state["v"], dtype=numpy.float64)
         self.steps = int(state["steps"])
 
-
-
-    def objective(self, model, x, rng, update=True):
+    def objective(self, model, x, rng, update=None):
         """NVIL on the ELBO: layer l's local signal, centred by its baseline b_l(h_{l-1}) and running mean, divided
         by max(1, √v_l), times ∇λ log q(h_l | h_{l-1}); θ as REINFORCE.  `update`: fold the batch into the running
-        statistics (tests hold them fixed).  bound: ℓ, the ELBO's estimate."""
+        statistics (default: unless they are held, `hold_statistics`).  bound: ℓ, the ELBO's estimate."""
+        update = not self.held if update is None else update
         hs, q_terms = discrete.sample_q(model, x, rng)
         p_terms = model.log_joint_terms(x, hs)
         signals = local_signals([t.data for t in p_terms], [t.data for t in q_terms])   # signals[0] = ℓ

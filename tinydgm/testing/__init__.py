@@ -14,7 +14,7 @@
 For tests and users: the package itself never imports it (DESIGN.md, the testing layer).
 """
 from tinydgm.testing import check, models, oracles, stats, strategies
-from tinydgm.testing.check import PREPARE, TARGETS, Report, Target, check_estimator, draw_estimates
+from tinydgm.testing.check import PREPARE, TARGETS, Report, Target, check_estimator, draw_estimates, hold
 from tinydgm.testing.models import LinearGaussian, SigmoidBeliefNet, linear_gaussian, sigmoid_belief_net
 from tinydgm.testing.oracles import OracleGradientError, check_gradient, elbo, gradient, iwae_bound, log_px, posterior
 from tinydgm.testing.stats import (Outcome, StatisticalAssertionError, UnderpoweredError, assert_bound,
@@ -23,7 +23,7 @@ from tinydgm.testing.strategies import (Case, bernoulli_logits, binary_images, c
                                         linear_gaussian_cases, linear_gaussians, normal_parameters,
                                         relaxed_bernoulli_parameters, sbn_cases, sigmoid_belief_nets)
 
-__all__ = ["check_estimator", "Report", "Target", "TARGETS", "PREPARE", "draw_estimates",
+__all__ = ["check_estimator", "Report", "Target", "TARGETS", "PREPARE", "hold", "draw_estimates",
            "assert_unbiased", "assert_lower_variance", "assert_consistent", "assert_bound", "Outcome",
            "StatisticalAssertionError", "UnderpoweredError",
            "elbo", "iwae_bound", "log_px", "posterior", "gradient", "check_gradient", "OracleGradientError",

@@ -7,6 +7,8 @@ For each of a few models drawn by hypothesis (a seeded run, no shrinking), by th
     "consistent"  the bias of its gradient falls with K (`stats.assert_consistent`), and its bound stays below
                   log p(x) and rises with K (`stats.assert_bound`)
     "biased"      no statistical claim
+    first         the estimator is held: its own running statistics fixed (`Estimator.hold_statistics`; the values
+                  of `PREPARE[name]`), so that every draw comes from the one state its claim is about
     every claim   finite at extreme parameters (|weights| up to `extreme`), the same draws from the same seed
                   (bit for bit), and the same gradient on CuPy as on NumPy where a GPU is present (else skipped)
 
@@ -49,24 +51,23 @@ Report.__doc__ = ("What check_estimator saw: the estimator's name, claim and tar
 # Holding an estimator's own statistics
 # =============================================================================================
 
-def hold_nvil_statistics(estimator):
-    """Hold NVIL's running statistics at c = 0, v = 1, past the first batch.
-
-    NVIL centres and scales layer l's signal by running statistics (c_l, v_l) and so estimates ∇λ_l ELBO / max(1, √v_l);
-    held there (as tests/probability/test_estimator_models.py does) it estimates the ELBO's gradient itself, its
-    input-dependent baselines still at work."""
-    estimator.c[:], estimator.v[:], estimator.steps = 0.0, 1.0, 1
-
-
-def hold_running_baseline(estimator, value=-3.0):
-    """Hold a ScoreFunction's running-mean baseline at b = `value` (as after one batch whose signal averaged `value`):
-    fresh, it has none, and the check would see the estimator without its baseline."""
-    estimator.baseline.steps = 1
-    estimator.baseline.mean = value * (1 - estimator.baseline.decay)
+def hold(**values):
+    """prepare(est): hold the estimator's own running statistics fixed, at `values` where given, through the public
+    hook `est.hold_statistics(**values)` (`tinydgm.estimators.Estimator`; a user's estimator with statistics of its
+    own overrides it).  An estimator without the hook is taken as it is."""
+    def prepare(est):
+        hook = getattr(est, "hold_statistics", None)
+        if hook is None and values:
+            raise TypeError(f"check_estimator: {est!r} has no hold_statistics to hold {', '.join(values)}")
+        if hook is not None:
+            hook(**values)
+    return prepare
 
 
-PREPARE = {"nvil": hold_nvil_statistics,       # by estimator name: what puts it in a state where its claim holds as is
-           "score-function-baseline": hold_running_baseline}
+PREPARE = {     # by estimator name, where the held state is not the fresh one (every other: hold())
+    "nvil": hold(c=-3.0, v=1.0),                   # centred by c = −3 nats, not scaled (v <= 1): unbiased for ∇ ELBO
+    "score-function-baseline": hold(baseline=-3.0),     # fresh, it has no baseline: b = −3 nats, as after one batch
+}
 
 
 def _snapshot(est):
@@ -254,12 +255,11 @@ def _maker(estimator, options, prepare):
                     raise ValueError(f"check_estimator: {est!r} is 'consistent' but has no `k` to vary")
                 est.k = k
             return est
-    hold = prepare if prepare is not None else PREPARE.get(name)
+    held = prepare if prepare is not None else PREPARE.get(name, hold())
 
     def made(model, k=None):
         est = make(model, k)
-        if hold is not None:
-            hold(est)
+        held(est)
         return est
     return made, name
 
@@ -273,7 +273,7 @@ def check_estimator(estimator, models=None, *, alpha=1e-3, detect=0.2, examples=
     `max_draws` estimates per case (`_adaptive`).  Raises AssertionError (StatisticalAssertionError, UnderpoweredError
     or a deterministic check's) with the falsifying case; a correct estimator fails with probability <= alpha.
     `ks`: the K of a consistent estimator; `prepare(est)`: puts an estimator in the state its claim is about (default
-    `PREPARE[name]`); `target`: a Target for an estimator whose target is not in TARGETS; `detect`: the relative bias
+    `PREPARE[name]`, else `hold()`: its running statistics held where they are, `est.hold_statistics()`); `target`: a Target for an estimator whose target is not in TARGETS; `detect`: the relative bias
     of the gradient to see (`stats.assert_unbiased`, `stats.assert_consistent`), `bound_detect`: the error of the bound
     to see, in nats.  Returns a Report."""
     make, name = _maker(estimator, options, prepare)
