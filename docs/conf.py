@@ -22,6 +22,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",       # MathJax 3 copied into the build: no network at reading time
     "tinydgm_docs",                 # docs/_ext: the command-line reference, generated from the parsers
+    "tinydgm_api",                  # docs/_ext: the plain-text docstrings, read as such by autodoc
 ]
 
 source_suffix = {".md": "myst-nb"}
@@ -41,6 +42,7 @@ html_title = "tinydgm"
 html_static_path = ["_static"]
 html_css_files = ["tinydgm.css"]
 
+smartquotes = False                         # `--epochs` stays two hyphens, not a dash
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
 autodoc_typehints = "none"

@@ -7,12 +7,16 @@ options that depend on the run's model, so each model's are listed.
 import argparse
 
 from docutils import nodes
-from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
 
-def _cell(text):
-    return " ".join(str(text).split()).replace("|", "\\|") or " "
+def _inline(text):
+    """A paragraph of help text: `quoted` parts as code, the rest as plain text (never parsed as markup)."""
+    para = nodes.paragraph()
+    for i, part in enumerate(" ".join(str(text).split()).split("`")):
+        if part:
+            para += nodes.literal(part, part) if i % 2 else nodes.Text(part)
+    return para
 
 
 def _option_rows(parser):
@@ -21,33 +25,57 @@ def _option_rows(parser):
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
             continue
         if action.option_strings:
-            names = ", ".join(f"``{o}``" for o in action.option_strings)
+            names = ", ".join(action.option_strings)
             if action.nargs != 0:
                 metavar = action.metavar or action.dest.upper()
-                names += f" ``{' '.join(metavar) if isinstance(metavar, tuple) else metavar}``"
+                names += " " + (" ".join(metavar) if isinstance(metavar, tuple) else metavar)
         else:
-            names = f"``{action.metavar or action.dest}``"
+            names = action.metavar or action.dest
         default = action.default
-        shown = "" if default in (None, argparse.SUPPRESS, False) or action.nargs == 0 else f"``{default!r}``"
-        choices = f" (one of {', '.join(f'``{c}``' for c in action.choices)})" if action.choices else ""
-        help_text = (action.help or "") % {"default": default} if action.help else ""
-        rows.append((names, _cell(help_text) + choices, shown))
+        shown = "" if default in (None, argparse.SUPPRESS, False) or action.nargs == 0 else repr(default)
+        help_text = (action.help % {"default": default}) if action.help else ""
+        if action.choices:
+            help_text += f" (one of: {', '.join(map(str, action.choices))})"
+        rows.append((names, help_text, shown))
     return rows
 
 
-def _table(title, parser, usage):
-    lines = [f".. rubric:: {title}", "", "::", ""]
-    lines += ["    " + u for u in usage.strip().splitlines()] + [""]
+def _table(rows):
+    table = nodes.table(classes=["tinydgm-cli"])
+    group = nodes.tgroup(cols=3)
+    table += group
+    for width in (30, 55, 15):
+        group += nodes.colspec(colwidth=width)
+    head, body = nodes.thead(), nodes.tbody()
+    group += head
+    group += body
+    for cells, part in [(("option", "what it does", "default"), head)] + [(r, body) for r in rows]:
+        row = nodes.row()
+        for i, text in enumerate(cells):
+            entry = nodes.entry()
+            if part is body and i != 1:
+                entry += nodes.paragraph("", "", nodes.literal(text, text)) if text else nodes.paragraph()
+            else:
+                entry += _inline(text)
+            row += entry
+        part += row
+    return table
+
+
+def _command(title, parser):
+    """One command: its name, usage, description and a table of its options."""
+    section = nodes.section(ids=[nodes.make_id(title)], names=[nodes.fully_normalize_name(title)])
+    section += nodes.title(title, title)
+    usage = parser.format_usage().replace("usage: ", "").strip()
+    block = nodes.literal_block(usage, usage)
+    block["language"] = "text"
+    section += block
     if parser.description:
-        lines += [_cell(parser.description), ""]
+        section += _inline(parser.description)
     rows = _option_rows(parser)
     if rows:
-        lines += [".. list-table::", "   :header-rows: 1", "   :widths: 30 55 15", "",
-                  "   * - option", "     - what it does", "     - default"]
-        for name, text, default in rows:
-            lines += [f"   * - {name}", f"     - {text}", f"     - {default or ' '}"]
-        lines.append("")
-    return lines
+        section += _table(rows)
+    return section
 
 
 def _subparsers(parser):
@@ -65,21 +93,16 @@ class CommandLine(SphinxDirective):
 
     def run(self):
         from tinydgm import cli
-        lines = []
+        sections = []
         top = dict(_subparsers(cli.parser()))
         for kind, sub in _subparsers(top["train"]):
-            lines += _table(f"tinydgm train {kind}", sub, sub.format_usage().replace("usage: ", ""))
-        for command in cli.RUN_COMMANDS:
+            sections.append(_command(f"tinydgm train {kind}", sub))
+        for command, (add, _) in cli.RUN_COMMANDS.items():
             for kind, module in cli.MODELS.items():
-                if not hasattr(module, cli.RUN_COMMANDS[command][0]):
-                    continue
-                sub = dict(_subparsers(cli.parser(module)))[command]
-                lines += _table(f"tinydgm {command} RUN  (a {kind} run)", sub,
-                                sub.format_usage().replace("usage: ", ""))
-        container = nodes.section()
-        container.document = self.state.document
-        self.state.nested_parse(StringList(lines, source="tinydgm.cli"), self.content_offset, container)
-        return container.children
+                if hasattr(module, add):
+                    sub = dict(_subparsers(cli.parser(module)))[command]
+                    sections.append(_command(f"tinydgm {command} RUN (a {kind} run)", sub))
+        return sections
 
 
 def setup(app):

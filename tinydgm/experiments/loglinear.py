@@ -271,7 +271,8 @@ def report(run, hmm, corpus, data, prefix=""):
 # ---- eval: a result of its own for each request --------------------------------------------------
 
 def add_eval_arguments(p):
-    p.add_argument("--checkpoint", choices=("best", "last"), default="last")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="last",
+                   help="the last checkpoint (default), or the one with the best log-likelihood of the corpus")
     p.add_argument("--data", help="folder of .conllu(.gz) files (default: the run's own corpus, its first --limit "
                    "sentences where it was trained on those); a corpus of other files is kept apart "
                    "(eval-corpus-…-dataXXXXXXXX.json, the first digits of its SHA-256)")

@@ -217,9 +217,11 @@ def run_options(p, model, device=True, limit=True, eval_every=1, eval_every_help
     """--data --seed --device --threads --out --resume --eval-every --limit --quiet."""
     p.add_argument("--data", help=data_help or "the data folder, holding binarized_mnist/ (default: $TINYDGM_DATA, "
                    "else the data/ shipped beside the package)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batches and the samples "
+                   "(default 0)")
     if device:
-        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                       help="cpu (NumPy) or cuda (CuPy, with pip install 'tinydgm[cuda]')")
     threads_option(p, "train")
     p.add_argument("--eval-every", type=int, default=eval_every,
                    help=eval_every_help or f"validate every N epochs (default {eval_every})")
@@ -418,8 +420,9 @@ def use_device(device):
 def eval_options(p, k=5000, shards=True, device=True):
     """--k --split --checkpoint --limit [--start --combine] --seed --device --quiet."""
     p.add_argument("--k", type=int, default=k, help=f"importance samples for L_k (default {k})")
-    p.add_argument("--split", choices=("test", "valid"), default="test")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--split", choices=("test", "valid"), default="test", help="the data split to evaluate")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="the checkpoint with the best validation bound, or the last one")
     p.add_argument("--limit", type=int, help="evaluate only the first N images (a quick look, not a result)")
     if shards:
         p.add_argument("--start", type=int, default=0, help="skip the first N images (with --limit: one shard "
@@ -427,12 +430,13 @@ def eval_options(p, k=5000, shards=True, device=True):
         p.add_argument("--combine", action="store_true", help="evaluate nothing: merge the shards "
                        "(--start/--limit) of this split and --k found in RUN into one result, checking that "
                        "they cover the split once")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
     p.add_argument("--data", help="the data folder (default: the run's own, as recorded in its config.json); "
                    "its files must be the ones the run was trained on (SHA-256), unless --other-data")
     p.add_argument("--other-data", action="store_true", help="evaluate on the other data of --data: the result "
                    "is kept apart (eval-...-dataXXXXXXXX.json, the first digits of its SHA-256) and says so")
     if device:
-        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                       help="cpu (NumPy) or cuda (CuPy, with pip install 'tinydgm[cuda]')")
     threads_option(p, "eval")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -140,9 +140,10 @@ def add_train_arguments(p):
                    help=f"at the first validation and every Nth after it, log grad_var_encoder: the total variance of "
                         f"{GRAD_VAR_SAMPLES} gradient estimates of the training objective w.r.t. the encoder "
                         f"on the first {GRAD_VAR_IMAGES} validation images (default 0: never)")
-    p.add_argument("--z-dim", type=int, default=50)
+    p.add_argument("--z-dim", type=int, default=50, help="latent dimensions (default 50)")
     p.add_argument("--hidden", default="200,200", help="hidden layer sizes, e.g. 200,200")
-    p.add_argument("--activation", default="tanh", choices=sorted(nn.ACTIVATIONS))
+    p.add_argument("--activation", default="tanh", choices=sorted(nn.ACTIVATIONS),
+                   help="the hidden layers' nonlinearity (default tanh)")
     options.run_options(p, NAME)
 
 
@@ -241,7 +242,7 @@ def evaluate(args):
 
 def add_sample_arguments(p):
     p.add_argument("--n", type=int, default=100, help="how many samples (default 100)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     p.add_argument("--out", help="PNG file (default RUN/samples-SEED.png)")
 
 

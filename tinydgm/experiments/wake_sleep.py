@@ -268,7 +268,7 @@ def evaluate(args):
 
 def add_sample_arguments(p):
     p.add_argument("--n", type=int, default=100, help="how many dreams (default 100)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the dreams (default 0)")
     p.add_argument("--out", help="PNG file (default RUN/dreams-SEED.png)")
 
 
