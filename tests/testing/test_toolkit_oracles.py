@@ -126,5 +126,38 @@ def test_linear_gaussian_elbo_is_log_px_at_the_posterior_and_gradients_match_dif
     assert oracles.check_gradient(model, lambda m: oracles.log_px(m, x), groups=("theta",)) < 1e-7
     mean, _ = model.posterior(x)
     np.testing.assert_allclose(mean, x @ model.A.data + model.c.data, rtol=1e-10, atol=1e-12)
-    with pytest.raises(NotImplementedError, match="L_K"):
+    with pytest.raises(NotImplementedError, match="one latent dimension only"):
         oracles.iwae_bound(model, x, 2)
+
+
+def brute_force_l2(model, x, n=2001, radius=12.0):
+    """L_2 by the 2-D trapezoid rule over (ε_1, ε_2) on a dense grid, in NumPy: the definition, written apart."""
+    e = np.linspace(-radius, radius, n)
+    omega = np.exp(-e ** 2 / 2)
+    omega /= omega.sum()
+    q = model.encode(x)
+    z = q.loc.data + q.scale.data * e[:, None, None]                                   # (n, B, 1)
+    with td.no_grad():
+        log_w = (model.log_likelihood(x, td.tensor(z)).data - 0.5 * z[..., 0] ** 2
+                 + 0.5 * e[:, None] ** 2 + np.log(q.scale.data[:, 0]))                 # log p(x|z) + log p(z) − log q(z)
+    pair = np.logaddexp(log_w[:, None, :], log_w[None, :, :]) - math.log(2)
+    return float((omega[:, None, None] * omega[None, :, None] * pair).sum((0, 1)).mean())
+
+
+@settings(max_examples=3, deadline=None)
+@given(case=strategies.linear_gaussian_cases(latent=(1, 1)))
+def test_linear_gaussian_l_k_by_quadrature(case):
+    """L_1 = the closed-form ELBO; L_2 = a brute-force 2-D sum; ELBO <= L_2 <= L_5 <= L_50 <= log p(x); a grid twice as
+    fine moves L_5 by less than 1e-6 of it."""
+    model, x = case
+    values = [oracles.value(oracles.iwae_bound(model, x, k)) for k in (1, 2, 5, 50)]
+    assert values[0] == pytest.approx(oracles.value(oracles.elbo(model, x)), rel=1e-10, abs=1e-10)
+    assert values[1] == pytest.approx(brute_force_l2(model, x), rel=1e-9)
+    assert values + [oracles.value(oracles.log_px(model, x))] == sorted(values + [oracles.value(oracles.log_px(model, x))])
+    finer = oracles.value(oracles.quadrature_iwae_bound(model, x, 5, grid=2 * oracles.GRID - 1))
+    assert finer == pytest.approx(values[2], rel=1e-6)
+
+
+def test_linear_gaussian_l_k_gradient_is_the_central_differences():
+    model, x = linear_gaussian(latent=1, observed=1, scale=1.0, seed=3), np.array([[0.5], [2.0]])
+    assert oracles.check_gradient(model, lambda m: oracles.iwae_bound(m, x, 3)) < 1e-7

@@ -12,7 +12,8 @@ For each of a few models drawn by hypothesis (a seeded run, no shrinking), by th
     every claim   finite at extreme parameters (|weights| up to `extreme`), the same draws from the same seed
                   (bit for bit), and the same gradient on CuPy as on NumPy where a GPU is present (else skipped)
 
-targets:  "elbo" -> `oracles.elbo` (θ and λ);  "L_K" -> `oracles.iwae_bound` with the estimator's k (θ and λ);
+targets:  "elbo" -> `oracles.elbo` (θ and λ);  "L_K" -> `oracles.iwae_bound` with the estimator's k (θ and λ; by
+          enumeration on a sigmoid belief net, by quadrature on a linear-Gaussian model with one latent dimension);
           "log p(x)" -> `oracles.log_px` (θ only: λ does not enter log p(x); wake-sleep's λ follows its own objective)
 
 The false-alarm rate: each statistical assertion gets alpha / (2 × examples), so a correct estimator fails the whole
@@ -287,7 +288,7 @@ def check_estimator(estimator, models=None, *, alpha=1e-3, detect=0.2, examples=
                          f"(known: {', '.join(TARGETS)}); pass target=Target(oracle, groups)")
     if models is None:
         continuous = isinstance(estimator, str) and estimators.REGISTRY[estimator][0] == "continuous"
-        models = linear_gaussian_cases() if continuous else sbn_cases(
+        models = linear_gaussian_cases(latent=(1, 1) if target_name == "L_K" else (1, 2)) if continuous else sbn_cases(
             max_latent=_largest_latent(getattr(probe, "k", 1)) if target_name == "L_K" else 6)
     each = alpha / (2 * examples)
     groups = goal.groups if goal else ("theta", "lambda")

@@ -11,13 +11,15 @@ For a layered binary-latent model (the interface of `tinydgm.estimators.discrete
                 orderings, replace the 2^{HK} ordered K-tuples)
 
 A model that knows its own closed forms (the linear-Gaussian model) offers `closed_form_elbo(x)` and
-`closed_form_log_px(x)`; the oracles call those.  Every oracle returns the mean over the examples x, so that its
+`closed_form_log_px(x)`; the oracles call those.  Its L_K has no closed form: `quadrature_iwae_bound` writes the
+expectation over K reparameterised draws as two one-dimensional integrals (Frullani's integral for the log).  Every oracle returns the mean over the examples x, so that its
 gradient is what an estimator's surrogate estimates (the gradient of the batch mean).
 """
 import itertools
 import math
 
 import numpy as np
+import scipy.special
 
 import tinydgm as td
 from tinydgm import backend, estimators
@@ -128,24 +130,99 @@ def multisets(n, k):
     return rows, log_orderings
 
 
+def expected_bound(log_w, log_prob, k):
+    """Σ over the multisets {h_1..h_K} of K states of P(the multiset) · log 1/K Σ_k w_k, from log w (N, B) and the
+    log-probability of drawing each state (N, B) or (N, 1): E[L̂_K] when the states are all there is to draw."""
+    rows, log_orderings = multisets(log_w.shape[0], k)
+    xp = backend.get_array_module(log_w.data)
+    rows, log_orderings = xp.asarray(rows), xp.asarray(log_orderings[:, None].astype(log_w.dtype))
+    log_p_multiset = td.sum(log_prob[rows], axis=1) + log_orderings              # log P(the multiset) (M, B)
+    bound = td.logsumexp(log_w[rows], axis=1) - math.log(k)                      # log 1/K Σ_k w_k     (M, B)
+    return td.mean(td.sum(td.exp(log_p_multiset) * bound, axis=0))
+
+
 def iwae_bound(model, x, k):
-    """mean_b L_K(x_b), the expected importance-weighted bound with K = k samples from q, by enumerating the
-    multisets of K latent states: an engine scalar in θ and λ (L_1 is the ELBO)."""
+    """mean_b L_K(x_b), the expected importance-weighted bound with K = k samples from q, an engine scalar in θ and λ
+    (L_1 is the ELBO).  A layered binary-latent model: exact, by enumerating the multisets of K joint latent states.
+    A continuous model with a Gaussian q (the linear-Gaussian model): `quadrature_iwae_bound`, any K."""
     if k < 1:
         raise ValueError(f"iwae_bound: k must be >= 1, got {k}")
-    if hasattr(model, "closed_form_log_px"):
-        raise NotImplementedError(f"iwae_bound: no closed form of L_K for {model!r}")
+    if hasattr(model, "encode"):
+        return quadrature_iwae_bound(model, x, k)
     x = td.tensor(x).data
     n = 2 ** sum(model.layers[1:])
     _check_size(math.comb(n + k - 1, k) * len(x), f"iwae_bound(k={k})")
     log_p, log_q = log_tables(model, x)
-    rows, log_orderings = multisets(n, k)
-    xp = backend.get_array_module(x)
-    rows, log_orderings = xp.asarray(rows), xp.asarray(log_orderings[:, None].astype(x.dtype))
-    log_w = log_p - log_q
-    log_prob = td.sum(log_q[rows], axis=1) + log_orderings                       # log P(the multiset) (M, B)
-    bound = td.logsumexp(log_w[rows], axis=1) - math.log(k)                      # log 1/K Σ_k w_k     (M, B)
-    return td.mean(td.sum(td.exp(log_prob) * bound, axis=0))
+    return expected_bound(log_p - log_q, log_q, k)
+
+
+# =============================================================================================
+# L_K of a continuous model: the K-fold integral as two one-dimensional ones
+# =============================================================================================
+
+GRID, RADIUS, STEP = 401, 12.0, 0.2     # ε nodes per latent dimension on [−RADIUS, RADIUS]; the step in u = log t
+MAX_CELLS = 5_000_000                   # ε nodes × u nodes × examples that `quadrature_iwae_bound` will hold
+EXP_MAX = 700.0                         # e^700 is near float64's largest number
+
+
+def normal_grid(d, n=None, radius=RADIUS):
+    """Nodes ε (n^d, d) of a uniform grid on [−radius, radius]^d and weights ω ∝ N(ε; 0, I) summing to 1: the
+    trapezoid rule for E_{ε ~ N(0, I)}[f(ε)], accurate to rounding for smooth f (its error falls faster than any
+    power of the step)."""
+    e = np.linspace(-radius, radius, GRID if n is None else n)
+    grid = np.stack(np.meshgrid(*[e] * d, indexing="ij"), -1).reshape(-1, d)
+    log_w = -0.5 * (grid ** 2).sum(1)
+    return grid, np.exp(log_w - scipy.special.logsumexp(log_w))
+
+
+def quadrature_iwae_bound(model, x, k, grid=None):
+    """mean_b L_K(x_b) of a model with a Gaussian q(z|x) = N(μ, diag σ²) (`model.encode(x)`, `model.prior(dtype)`,
+    `model.log_likelihood(x, z)`: the VAE's interface), an engine scalar in θ and λ.  With S = Σ_k w_k and
+    Frullani's integral log S = ∫_0^∞ (e^{−t} − e^{−tS}) dt / t, and the K draws independent,
+
+        L_K + log K = E[log S] = ∫ (exp(−e^u) − φ(e^u)^K) du over u = log t,    φ(t) = E_ε[exp(−t w(μ + σ ε))]
+
+    so the K-fold integral is one over ε (`normal_grid`, z = μ + σ ε reparameterised, as IWAE draws it) and one over
+    u (the trapezoid rule, step STEP), for one latent dimension (d = 1); `grid`: the ε nodes (default GRID).  L_1 is the ELBO to rounding; on
+    `strategies.linear_gaussians(latent=(1, 1))` the grid's error is below 1e-6 of |L_K| (tests/testing).
+    The weights are scaled by p(x) (from the same grid, held as a constant) before they enter φ."""
+    q = model.encode(x)
+    b, d = q.loc.shape
+    if d != 1:
+        raise NotImplementedError(f"quadrature_iwae_bound: one latent dimension only (the grid over ε is fine enough "
+                                  f"there), {model!r} has {d}")
+    eps, omega = normal_grid(d, grid)
+    xp = backend.get_array_module(q.loc.data)
+    z = q.loc + q.scale * td.tensor(xp.asarray(eps[:, None, :].astype(q.loc.dtype)))           # (G, B, d)
+    log_w = model.log_likelihood(x, z) + td.sum(model.prior(z.dtype).log_prob(z) - q.log_prob(z), axis=-1)
+    lw = np.asarray(backend.to_numpy(log_w.data), dtype=np.float64)
+    a = scipy.special.logsumexp(lw + np.log(omega)[:, None], axis=0)                            # log p(x) (B,)
+    u = _u_grid(lw - a, omega, k)
+    _check_size_cells(len(eps) * len(u) * b, k)
+    as_tensor = lambda v: td.tensor(xp.asarray(np.asarray(v, dtype=np.float64).astype(q.loc.dtype)))  # noqa: E731
+    scaled = log_w - as_tensor(a)                                                               # log w − log p(x)
+    s = scaled[:, None, :] + as_tensor(u[None, :, None])                                        # log(t w) (G, U, B)
+    s = td.where(s.data < EXP_MAX, s, EXP_MAX)           # exp(−e^s) is 0 beyond, in float64; no inf in its gradient
+    phi = td.sum(as_tensor(omega[:, None, None]) * td.exp(-td.exp(s)), axis=0)                  # φ(e^u) (U, B)
+    integrand = as_tensor(np.exp(-np.exp(u))[:, None]) - phi ** k
+    return td.mean(td.sum(integrand, axis=0) * STEP + as_tensor(a) - math.log(k))
+
+
+def _u_grid(scaled, omega, k, low=-40.0):
+    """The u nodes where exp(−e^u) − φ(e^u)^K is not negligible (below 1e-17 at both ends), from the host values."""
+    def integrand(u):
+        phi = (omega[:, None, None] * np.exp(-np.exp(np.minimum(u[None, :, None] + scaled[:, None, :], EXP_MAX)))).sum(0)
+        return np.abs(np.exp(-np.exp(u))[:, None] - phi ** k).max(1)
+    coarse = np.arange(low, EXP_MAX - 10, 1.0)
+    alive = np.flatnonzero(integrand(coarse) > 1e-17)
+    high = coarse[alive.max()] + 2.0 if len(alive) else 10.0
+    return np.arange(low, high + STEP / 2, STEP)
+
+
+def _check_size_cells(cells, k):
+    if cells > MAX_CELLS:
+        raise ValueError(f"quadrature_iwae_bound(k={k}): {cells:,} grid cells (more than MAX_CELLS = {MAX_CELLS:,}); "
+                         "use fewer latent dimensions or fewer examples")
 
 
 # =============================================================================================
