@@ -2,13 +2,14 @@
 gradient of the objective it claims to estimate, on machines small enough to enumerate (float64).
 
     REINFORCE, NVIL, straight-through (θ)  ∇ ELBO,  ELBO(x) = Σ_h q(h|x) [log p(x, h) − log q(h|x)] over all h
-    VIMCO                                   ∇ E[L_K],  E[L_K] = Σ over all 8^K joint draws (h_1..h_K) of Π_k q(h_k|x) L̂_K
+    VIMCO                                   ∇ E[L_K],  E[L_K] over every K-tuple of joint states
     relaxed                                 ∇ of the relaxed ELBO by tensor-product Gauss-Legendre quadrature over u
 
-Each exact value is differentiated by the engine through the enumeration (or quadrature), written here from the
-formulas, not through the estimator code.  An estimate is the mean gradient over P passes, each pass the
-batch X6 repeated R times (so one pass averages R·3 independent draws); the passes are independent, and the
-tolerance is 5 standard errors per component, SE = sd over the passes / √P.  Seeds are fixed.
+The exact ELBO and L_K are tinydgm.testing's oracles (enumeration, differentiated by the engine; checked against
+independent sums and central differences in tests/testing); the relaxed objective is written here from the formula.
+An estimate is the gradient of one pass, the batch X6 repeated R times (so one pass averages R·3 independent
+draws); P independent passes are judged by tinydgm.testing's assertions, each with a false-alarm rate of 1e-5 for
+the whole call (all coordinates) and a `detect` it must be able to see, else it refuses to pass.  Seeds are fixed.
 """
 import numpy as np
 import pytest
@@ -16,13 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinydgm as td
-from tinydgm.estimators import NVIL, summarize
-from tinydgm.models.wake_sleep import exact as ws_exact
-from tinydgm.models.wake_sleep import model as ws
 from tinydgm import estimators as est
+from tinydgm.estimators import NVIL
+from tinydgm.models.wake_sleep import model as ws
+from tinydgm.testing import oracles
+from tinydgm.testing.stats import (StatisticalAssertionError, assert_consistent, assert_lower_variance,
+                                   assert_unbiased)
 
 X6 = np.array([[1, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 1]], dtype=np.float64)
 X4 = X6[:, :4]
+ALPHA = 1e-5
 
 
 def machine(layers, seed, spread=1.0):
@@ -34,51 +38,33 @@ def machine(layers, seed, spread=1.0):
     return m
 
 
-def flat_grad(m, names=None):
-    return np.concatenate([(p.grad if p.grad is not None else np.zeros(p.shape)).ravel()
-                           for n, p in m.named_parameters() if names is None or n in names])
-
-
-def names_of(m, part):
-    return [n for n, _ in m.named_parameters() if n.startswith("recognition") == (part == "lambda")]
-
-
-def hidden_states(m):
-    """Every joint hidden state [h_1, ..., h_L], each (2^H, 1, n_l) to broadcast against a batch."""
-    sizes = m.layers[1:]
-    states = ws_exact.all_states(sum(sizes))
-    return [h[:, None, :] for h in np.split(states, np.cumsum(sizes)[:-1], axis=1)]
-
-
 def exact_elbo_gradient(m, x):
-    """(∇ mean_b ELBO(x_b), mean ELBO, ELBO per image) by enumeration of h, differentiated by the engine."""
-    hs = hidden_states(m)
-    m.zero_grad()
-    log_p, log_q = m.log_joint(x, hs), m.log_q(hs, x)
-    per_image = td.sum(td.exp(log_q) * (log_p - log_q), axis=0)
-    td.mean(per_image).backward()
-    g = flat_grad(m)
-    m.zero_grad()
-    return g, float(per_image.data.mean()), per_image.data
+    """(∇ mean_b ELBO(x_b) by parameter name, mean ELBO, ELBO per image), by enumeration (tinydgm.testing.oracles)."""
+    per_image = np.array([oracles.value(oracles.elbo(m, x[i:i + 1])) for i in range(len(x))])
+    return oracles.gradient(m, oracles.elbo(m, x)), float(per_image.mean()), per_image
 
 
 def draws(m, objective, passes, reps, x=X6, seed=0):
-    """Summaries of the estimator's gradient and of its bound over `passes` passes of x repeated `reps` times."""
+    """The estimator's gradient ({name: (passes, ...)}) and bound (the batch mean, (passes,)) over `passes` passes of
+    x repeated `reps` times."""
     rng, xs = np.random.default_rng(seed), np.tile(x, (reps, 1))
-    grads, bounds = [], []
+    grads, bounds = {}, []
     for _ in range(passes):
-        m.zero_grad()
         out = objective(xs, rng)
-        out.surrogate.backward()
-        grads.append(flat_grad(m))
-        bounds.append(out.bound.mean())
-    m.zero_grad()
-    return summarize(np.stack(grads)), summarize(np.array(bounds))
+        for n, g in oracles.gradient(m, out.surrogate).items():
+            grads.setdefault(n, []).append(g)
+        bounds.append(float(np.mean(out.bound)))
+    return {n: np.stack(v) for n, v in grads.items()}, np.array(bounds)
 
 
-def assert_within(est, exact, n_se=5, mask=slice(None)):
-    z = np.abs(est.mean[mask] - exact[mask]) / est.stderr[mask]
-    assert np.all(np.abs(est.mean[mask] - exact[mask]) <= n_se * est.stderr[mask] + 1e-12), f"worst {z.max():.2f} SE"
+def part(grads, group):
+    """The θ ("theta") or λ ("lambda") entries of a {name: array} of gradients."""
+    return {n: v for n, v in grads.items() if n.startswith("recognition") == (group == "lambda")}
+
+
+def scaled(grads, scale):
+    """grads with parameter n multiplied by scale(n)."""
+    return {n: v * scale(n) for n, v in grads.items()}
 
 
 # =============================================================================================
@@ -90,9 +76,9 @@ def assert_within(est, exact, n_se=5, mask=slice(None)):
 def test_reinforce_is_unbiased_for_the_elbo_gradient(hidden, seed):
     m = machine((6, hidden), seed)
     exact, elbo, _ = exact_elbo_gradient(m, X6)
-    grads, bound = draws(m, lambda x, r: est.Reinforce().objective(m, x, r), 150, 100, seed=seed)
-    assert_within(grads, exact)
-    assert abs(bound.mean - elbo) <= 5 * bound.stderr
+    grads, bounds = draws(m, lambda x, r: est.Reinforce().objective(m, x, r), 150, 100, seed=seed)
+    assert_unbiased(grads, exact, ALPHA, detect=0.2, what="REINFORCE's gradients")
+    assert_unbiased(bounds, elbo, ALPHA, detect=0.01, what="REINFORCE's ELBO estimates")
 
 
 def test_nvil_is_unbiased_for_the_scaled_elbo_gradient_with_layerwise_signals():
@@ -104,13 +90,11 @@ def test_nvil_is_unbiased_for_the_scaled_elbo_gradient_with_layerwise_signals():
     nvil = NVIL((4, 2), hidden=5, rng=1, dtype=np.float64)
     for p in nvil.parameters():
         p.data *= 5
-    nvil.c[:], nvil.v[:] = [-3.0, 1.0], [9.0, 4.0]
-    grads, _ = draws(m, lambda x, r: nvil.objective(m, x, r, update=False), 200, 100, x=X4)
-    scale = np.concatenate([np.full(p.size, 3.0 if n.startswith("recognition.0") else 2.0 if n.startswith("recognition.1") else 1.0)
-                            for n, p in m.named_parameters()])
-    grads = grads._replace(mean=grads.mean * scale, stderr=grads.stderr * scale)
-    assert_within(grads, exact)
-    assert nvil.steps == 0
+    nvil.hold_statistics(c=[-3.0, 1.0], v=[9.0, 4.0])
+    grads, _ = draws(m, lambda x, r: nvil.objective(m, x, r), 200, 100, x=X4)
+    grads = scaled(grads, lambda n: {"recognition.0": 3.0, "recognition.1": 2.0}.get(n[:13], 1.0))
+    assert_unbiased(grads, exact, ALPHA, detect=0.2, what="NVIL's rescaled gradients")
+    assert nvil.steps == 1 and list(nvil.c) == [-3.0, 1.0]
 
 
 def fit_baseline(m, nvil, steps=300, lr=0.03):
@@ -136,43 +120,26 @@ def test_nvil_baseline_learns_the_elbo_keeps_the_mean_and_lowers_the_variance():
     fit_baseline(m, nvil)
     predicted = nvil.baseline(0, X6).data + nvil.c[0]
     assert np.ptp(per_image) > 3 and np.all(np.abs(predicted - per_image) < 0.15), (predicted, per_image)
-    lam = np.concatenate([np.full(p.size, n.startswith("recognition")) for n, p in m.named_parameters()])
     plain, _ = draws(m, lambda x, r: est.Reinforce().objective(m, x, r), 150, 100, seed=1)
-    nv, _ = draws(m, lambda x, r: nvil.objective(m, x, r, update=False), 150, 100, seed=2)
-    scale = np.where(lam, nvil.scale(0), 1.0)                        # λ's estimate is ∇λ ELBO / max(1, √v)
-    nv = nv._replace(mean=nv.mean * scale, stderr=nv.stderr * scale, variance=nv.variance * scale ** 2)
-    assert_within(plain, exact)
-    assert_within(nv, exact)
-    assert nv.variance[lam].sum() < 0.25 * plain.variance[lam].sum(), nv.variance[lam].sum() / plain.variance[lam].sum()
+    nvil.hold_statistics()
+    nv, _ = draws(m, lambda x, r: nvil.objective(m, x, r), 150, 100, seed=2)
+    nv = scaled(nv, lambda n: nvil.scale(0) if n.startswith("recognition") else 1.0)   # λ's: ∇λ ELBO / max(1, √v)
+    assert_unbiased(plain, exact, ALPHA, detect=0.2, what="REINFORCE's gradients")
+    assert_unbiased(nv, exact, ALPHA, detect=0.2, what="NVIL's rescaled gradients")
+    assert_lower_variance(part(nv, "lambda"), part(plain, "lambda"), ALPHA, ratio=0.25, detect=2.0,
+                          what=("NVIL's λ", "REINFORCE's λ"))
     constant = NVIL((6,), hidden=8, rng=0, dtype=np.float64)
     for p in constant.parameters():
         p.data[...] = 0                                                  # b(x) = 0
-    constant.c[:], constant.v[:] = per_image.mean(), nvil.v
-    flat, _ = draws(m, lambda x, r: constant.objective(m, x, r, update=False), 150, 100, seed=3)
-    assert nv.variance[lam].sum() < 0.7 * flat.variance[lam].sum() * scale.max() ** 2, \
-        nv.variance[lam].sum() / (flat.variance[lam].sum() * scale.max() ** 2)
+    constant.hold_statistics(c=per_image.mean(), v=nvil.v)
+    flat, _ = draws(m, lambda x, r: constant.objective(m, x, r), 150, 100, seed=3)
+    assert_lower_variance(part(nv, "lambda"), scaled(part(flat, "lambda"), lambda n: nvil.scale(0)), ALPHA, ratio=0.7,
+                          detect=2.0, what=("NVIL's λ", "λ with the constant baseline"))
 
 
 # =============================================================================================
 # VIMCO: unbiased for ∇ E[L_K]
 # =============================================================================================
-
-def exact_lk_gradient(m, x, k):
-    """(∇ mean_b E[L_K(x_b)], mean E[L_K]) over all 8^K joint draws, differentiated by the engine."""
-    hs = hidden_states(m)
-    m.zero_grad()
-    log_q = m.log_q(hs, x)                                             # (8, B)
-    log_w = m.log_joint(x, hs) - log_q
-    n = log_q.shape[0]
-    idx = np.stack(np.meshgrid(*[np.arange(n)] * k, indexing="ij"), -1).reshape(-1, k)    # all K-tuples of states
-    log_q_all = sum(log_q[idx[:, j]] for j in range(k))                                   # log Π_k q(h_k|x)
-    l_k = td.logsumexp(td.stack([log_w[idx[:, j]] for j in range(k)]), axis=0) - np.log(k)
-    expected = td.sum(td.exp(log_q_all) * l_k, axis=0)
-    td.mean(expected).backward()
-    g = flat_grad(m)
-    m.zero_grad()
-    return g, float(expected.data.mean())
-
 
 def no_baseline_vimco(m, k):
     """The K-sample score-function estimator without baselines: Σ_k L̂ ∇ log q(h_k|x) + Σ_k w̃_k ∇ log w_k."""
@@ -190,22 +157,23 @@ def no_baseline_vimco(m, k):
 @given(k=st.sampled_from([2, 3]), seed=st.integers(0, 1000))
 def test_vimco_is_unbiased_for_the_gradient_of_l_k(k, seed):
     m = machine((6, 3), seed)
-    exact, expected = exact_lk_gradient(m, X6, k)
-    grads, bound = draws(m, lambda x, r: est.VIMCO(k).objective(m, x, r), 150, 60, seed=seed)
-    assert_within(grads, exact)
-    assert abs(bound.mean - expected) <= 5 * bound.stderr
+    l_k = oracles.iwae_bound(m, X6, k)
+    grads, bounds = draws(m, lambda x, r: est.VIMCO(k).objective(m, x, r), 150, 60, seed=seed)
+    assert_unbiased(grads, oracles.gradient(m, l_k), ALPHA, detect=0.2, what="VIMCO's gradients")
+    assert_unbiased(bounds, oracles.value(l_k), ALPHA, detect=0.01, what="VIMCO's L_K estimates")
 
 
 def test_vimco_baselines_keep_the_mean_and_lower_the_variance():
-    """Same mean as the estimator without baselines (both within 5 SE of exact ∇ E[L_3]); λ's variance < 1/3 of it."""
+    """Same mean as the estimator without baselines (both unbiased for the exact ∇ E[L_3]); λ's total variance at
+    most 1/3 of it."""
     m, k = machine((6, 3), 5, spread=1.5), 3
-    exact, _ = exact_lk_gradient(m, X6, k)
-    lam = np.concatenate([np.full(p.size, n.startswith("recognition")) for n, p in m.named_parameters()])
+    exact = oracles.gradient(m, oracles.iwae_bound(m, X6, k))
     plain, _ = draws(m, no_baseline_vimco(m, k), 150, 60, seed=1)
     vimco, _ = draws(m, lambda x, r: est.VIMCO(k).objective(m, x, r), 150, 60, seed=2)
-    assert_within(plain, exact)
-    assert_within(vimco, exact)
-    assert vimco.variance[lam].sum() < plain.variance[lam].sum() / 3, vimco.variance[lam].sum() / plain.variance[lam].sum()
+    assert_unbiased(plain, exact, ALPHA, detect=0.4, what="the gradients without baselines")        # the noisy one
+    assert_unbiased(vimco, exact, ALPHA, detect=0.2, what="VIMCO's gradients")
+    assert_lower_variance(part(vimco, "lambda"), part(plain, "lambda"), ALPHA, ratio=1 / 3, detect=2.0,
+                          what=("VIMCO's λ", "λ without baselines"))
 
 
 # =============================================================================================
@@ -221,7 +189,6 @@ def relaxed_by_quadrature(m, x, tau, density, n=40):
     grid = np.stack(np.meshgrid(*[u] * H, indexing="ij"), -1).reshape(-1, H)
     weight = np.prod(np.stack(np.meshgrid(*[w] * H, indexing="ij"), -1).reshape(-1, H), axis=1)
     noise = (np.log(grid) - np.log1p(-grid))[:, None, :]                      # (G, 1, H)
-    m.zero_grad()
     a = m.recognition[0](x)                                                     # q's logits (B, H)
     z = (a + noise) / tau                                                       # (G, B, H)
     y = td.sigmoid(z)
@@ -235,10 +202,7 @@ def relaxed_by_quadrature(m, x, tau, density, n=40):
     logits = td.reshape(m.generative[0](td.reshape(y, (g * b, H))), (g, b, x.shape[1]))
     f = td.sum(td.bernoulli_log_prob(logits, x), axis=-1) + log_density(m.prior) - log_density(a)
     value = td.sum(td.tensor(weight[:, None]) * f) / b
-    value.backward()
-    grad = flat_grad(m)
-    m.zero_grad()
-    return grad, value.item()
+    return oracles.gradient(m, value), value.item()
 
 
 @pytest.mark.parametrize("tau", [1.0, 0.5])
@@ -247,31 +211,35 @@ def test_relaxed_step_is_unbiased_for_the_relaxed_objectives_gradient(tau, densi
     m = machine((6, 3), 5)
     exact, value = relaxed_by_quadrature(m, X6, tau, density)
     coarse, _ = relaxed_by_quadrature(m, X6, tau, density, n=28)
-    assert np.abs(coarse - exact).max() < 1e-4                                   # the quadrature has converged
-    grads, bound = draws(m, lambda x, r: est.Relaxed(tau, density=density).objective(m, x, r), 100, 100)
-    assert_within(grads, exact)
-    assert abs(bound.mean - value) <= 5 * bound.stderr
+    assert max(np.abs(coarse[n] - exact[n]).max() for n in exact) < 1e-4          # the quadrature has converged
+    grads, bounds = draws(m, lambda x, r: est.Relaxed(tau, density=density).objective(m, x, r), 100, 100)
+    assert_unbiased(grads, exact, ALPHA, detect=0.2, what="the relaxed gradients")
+    assert_unbiased(bounds, value, ALPHA, detect=0.01, what="the relaxed objective's estimates")
 
 
 def test_relaxed_bias_against_the_discrete_elbo_shrinks_with_the_temperature():
-    """‖E[relaxed gradient] − ∇ ELBO‖ over τ = 2, 1, 0.5, 0.2.  density="bernoulli" (the ELBO's integrand at the
-    relaxed sample): it falls each time by more than 3 ‖SE‖ of each of the two (a distance's error is at most the
-    norm of its mean's error, whose root mean square is ‖SE‖), to under 15% of its value at τ = 2.
-    density="concrete" with one temperature: the relaxed KL is that of two logistics, whatever τ, so the bias
-    stays above half its value at τ = 2 (measured 1.16, 1.12, 1.06, 1.01 on this machine)."""
+    """‖E[relaxed gradient] − ∇ ELBO‖ over τ = 2, 1, 0.5, 0.2 (keyed by 1/τ, assert_consistent's K).
+    density="bernoulli" (the ELBO's integrand at the relaxed sample): the bias falls with 1/τ, to at most 15% of its
+    value at τ = 2 (assert_consistent); and it falls at each step, with evidence: the claim that it does not fall
+    (i.e. grows in τ) is rejected at rate 1e-5 for each pair.  density="concrete" with one temperature: the relaxed KL
+    is that of two logistics, whatever τ, so the bias stays above half its value at τ = 2, with evidence (the claim
+    that it falls to half is rejected; measured 1.16, 1.12, 1.06, 1.01 on this machine)."""
     m = machine((6, 3), 5)
     exact, _, _ = exact_elbo_gradient(m, X6)
     for density in ("bernoulli", "concrete"):
-        bias, se = [], []
-        for tau in (2.0, 1.0, 0.5, 0.2):
-            grads, _ = draws(m, lambda x, r: est.Relaxed(tau, density=density).objective(m, x, r), 80, 300, seed=3)
-            bias.append(np.linalg.norm(grads.mean - exact))
-            se.append(np.linalg.norm(grads.stderr))
+        by_inverse_tau = {1 / tau: draws(m, lambda x, r: est.Relaxed(tau, density=density).objective(m, x, r),
+                                         80, 300, seed=3)[0] for tau in (2.0, 1.0, 0.5, 0.2)}
+        keys = sorted(by_inverse_tau)
         if density == "bernoulli":
-            assert all(b1 - b2 > 3 * (s1 + s2) for b1, b2, s1, s2 in zip(bias, bias[1:], se, se[1:])), (bias, se)
-            assert bias[-1] < 0.15 * bias[0], bias
+            assert_consistent(by_inverse_tau, exact, ALPHA, detect=0.2, shrink=0.15,
+                              what="the relaxed (bernoulli) gradients against ∇ ELBO")
+            for hot, cold in zip(keys, keys[1:]):
+                with pytest.raises(StatisticalAssertionError, match="grows"):
+                    assert_consistent({1: by_inverse_tau[cold], 2: by_inverse_tau[hot]}, exact, ALPHA, detect=np.inf)
         else:
-            assert bias[-1] > 0.5 * bias[0], bias
+            with pytest.raises(StatisticalAssertionError, match="does not fall"):
+                assert_consistent({1: by_inverse_tau[keys[0]], 2: by_inverse_tau[keys[-1]]}, exact, ALPHA,
+                                  detect=np.inf, shrink=0.5)
 
 
 # =============================================================================================
@@ -281,11 +249,11 @@ def test_relaxed_bias_against_the_discrete_elbo_shrinks_with_the_temperature():
 def test_straight_through_value_and_theta_gradient_are_the_elbos():
     m = machine((6, 3), 5)
     exact, elbo, _ = exact_elbo_gradient(m, X6)
-    grads, bound = draws(m, lambda x, r: est.StraightThrough(1.0).objective(m, x, r), 150, 100)
-    theta = np.concatenate([np.full(p.size, not n.startswith("recognition")) for n, p in m.named_parameters()])
-    assert abs(bound.mean - elbo) <= 5 * bound.stderr
-    assert_within(grads, exact, mask=theta)
-    assert np.max(np.abs(grads.mean - exact)[~theta] / grads.stderr[~theta]) > 10     # λ: biased, and visibly so
+    grads, bounds = draws(m, lambda x, r: est.StraightThrough(1.0).objective(m, x, r), 150, 100)
+    assert_unbiased(bounds, elbo, ALPHA, detect=0.01, what="straight-through's ELBO estimates")
+    assert_unbiased(part(grads, "theta"), part(exact, "theta"), ALPHA, detect=0.2, what="straight-through's θ")
+    with pytest.raises(StatisticalAssertionError, match=r"Worst recognition"):   # λ: biased, and visibly so
+        assert_unbiased(part(grads, "lambda"), part(exact, "lambda"), 1e-12, detect=np.inf)
 
 
 def test_straight_through_gradient_by_hand():

@@ -273,9 +273,10 @@ def check_estimator(estimator, models=None, *, alpha=1e-3, detect=0.2, examples=
     registry's continuous estimators).  Each estimate is one objective on x repeated `repeats` times; `draws` to
     `max_draws` estimates per case (`_adaptive`).  Raises AssertionError (StatisticalAssertionError, UnderpoweredError
     or a deterministic check's) with the falsifying case; a correct estimator fails with probability <= alpha.
-    `ks`: the K of a consistent estimator; `prepare(est)`: puts an estimator in the state its claim is about (default
-    `PREPARE[name]`, else `hold()`: its running statistics held where they are, `est.hold_statistics()`); `target`: a Target for an estimator whose target is not in TARGETS; `detect`: the relative bias
-    of the gradient to see (`stats.assert_unbiased`, `stats.assert_consistent`), `bound_detect`: the error of the bound
+    `ks`: the K of a consistent estimator; `prepare(est)`: puts an estimator in the state its claim is about
+    (default `PREPARE[name]`, else `hold()`: its running statistics held where they are, `est.hold_statistics()`);
+    `target`: a Target for an estimator whose target is not in TARGETS; `detect`: the relative bias of the gradient
+    to see (`stats.assert_unbiased`, `stats.assert_consistent`), `bound_detect`: the error of the bound
     to see, in nats.  Returns a Report."""
     make, name = _maker(estimator, options, prepare)
     probe = make(sigmoid_belief_net((2, 1)))

@@ -12,8 +12,9 @@ For a layered binary-latent model (the interface of `tinydgm.estimators.discrete
 
 A model that knows its own closed forms (the linear-Gaussian model) offers `closed_form_elbo(x)` and
 `closed_form_log_px(x)`; the oracles call those.  Its L_K has no closed form: `quadrature_iwae_bound` writes the
-expectation over K reparameterised draws as two one-dimensional integrals (Frullani's integral for the log).  Every oracle returns the mean over the examples x, so that its
-gradient is what an estimator's surrogate estimates (the gradient of the batch mean).
+expectation over K reparameterised draws as two one-dimensional integrals (Frullani's integral for the log).
+Every oracle returns the mean over the examples x, so that its gradient is what an estimator's surrogate estimates
+(the gradient of the batch mean).
 """
 import itertools
 import math
@@ -183,8 +184,9 @@ def quadrature_iwae_bound(model, x, k, grid=None):
         L_K + log K = E[log S] = ∫ (exp(−e^u) − φ(e^u)^K) du over u = log t,    φ(t) = E_ε[exp(−t w(μ + σ ε))]
 
     so the K-fold integral is one over ε (`normal_grid`, z = μ + σ ε reparameterised, as IWAE draws it) and one over
-    u (the trapezoid rule, step STEP), for one latent dimension (d = 1); `grid`: the ε nodes (default GRID).  L_1 is the ELBO to rounding; on
-    `strategies.linear_gaussians(latent=(1, 1))` the grid's error is below 1e-6 of |L_K| (tests/testing).
+    u (the trapezoid rule, step STEP), for one latent dimension (d = 1); `grid`: the ε nodes (default GRID).
+    L_1 is the ELBO to rounding; on `strategies.linear_gaussians(latent=(1, 1))` the grid's error is below 1e-6 of
+    |L_K| (tests/testing).
     The weights are scaled by p(x) (from the same grid, held as a constant) before they enter φ."""
     q = model.encode(x)
     b, d = q.loc.shape
@@ -211,7 +213,8 @@ def quadrature_iwae_bound(model, x, k, grid=None):
 def _u_grid(scaled, omega, k, low=-40.0):
     """The u nodes where exp(−e^u) − φ(e^u)^K is not negligible (below 1e-17 at both ends), from the host values."""
     def integrand(u):
-        phi = (omega[:, None, None] * np.exp(-np.exp(np.minimum(u[None, :, None] + scaled[:, None, :], EXP_MAX)))).sum(0)
+        s = np.minimum(u[None, :, None] + scaled[:, None, :], EXP_MAX)
+        phi = (omega[:, None, None] * np.exp(-np.exp(s))).sum(0)
         return np.abs(np.exp(-np.exp(u))[:, None] - phi ** k).max(1)
     coarse = np.arange(low, EXP_MAX - 10, 1.0)
     alive = np.flatnonzero(integrand(coarse) > 1e-17)
