@@ -3,7 +3,8 @@
     models.py      small models with exact answers: sigmoid belief nets to enumerate, a linear-Gaussian model
     strategies.py  hypothesis strategies drawing them (and distribution parameters), as (model, x) cases
     oracles.py     exact ELBO, L_K, log p(x) and posterior as engine scalars; `gradient` differentiates them
-    stats.py       assert_unbiased, assert_lower_variance, assert_consistent, assert_bound: each call fails a correct
+    stats.py       assert_unbiased, assert_same_mean, assert_mean_at_most/at_least, assert_lower_variance,
+                   assert_consistent, assert_bound: each call fails a correct
                    estimator with probability <= alpha, and refuses to pass when its draws are too few to see a
                    departure of the stated size
     check.py       check_estimator(estimator or registry name): all of it, by the estimator's claim
@@ -18,13 +19,15 @@ from tinydgm.testing.check import PREPARE, TARGETS, Report, Target, check_estima
 from tinydgm.testing.models import LinearGaussian, SigmoidBeliefNet, linear_gaussian, sigmoid_belief_net
 from tinydgm.testing.oracles import OracleGradientError, check_gradient, elbo, gradient, iwae_bound, log_px, posterior
 from tinydgm.testing.stats import (Outcome, StatisticalAssertionError, UnderpoweredError, assert_bound,
-                                   assert_consistent, assert_lower_variance, assert_unbiased)
+                                   assert_consistent, assert_lower_variance, assert_mean_at_least, assert_mean_at_most,
+                                   assert_same_mean, assert_unbiased)
 from tinydgm.testing.strategies import (Case, bernoulli_logits, binary_images, categorical_logits,
                                         linear_gaussian_cases, linear_gaussians, normal_parameters,
                                         relaxed_bernoulli_parameters, sbn_cases, sigmoid_belief_nets)
 
 __all__ = ["check_estimator", "Report", "Target", "TARGETS", "PREPARE", "hold", "draw_estimates",
-           "assert_unbiased", "assert_lower_variance", "assert_consistent", "assert_bound", "Outcome",
+           "assert_unbiased", "assert_same_mean", "assert_mean_at_most", "assert_mean_at_least",
+           "assert_lower_variance", "assert_consistent", "assert_bound", "Outcome",
            "StatisticalAssertionError", "UnderpoweredError",
            "elbo", "iwae_bound", "log_px", "posterior", "gradient", "check_gradient", "OracleGradientError",
            "sigmoid_belief_net", "SigmoidBeliefNet", "linear_gaussian", "LinearGaussian",

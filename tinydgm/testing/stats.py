@@ -1,6 +1,7 @@
 """Statistical assertions about Monte-Carlo draws, each with a stated false-alarm rate for the whole call.
 
-Every assertion tests a claim (unbiased; lower variance; consistent; a bound) and
+Every assertion tests a claim (unbiased; the same mean as another estimator; a mean on one side of a limit; lower
+variance; consistent; a bound) and
 
   * raises `StatisticalAssertionError` only on evidence against the claim: when the claim holds, the call raises
     with probability at most `alpha`, however many coordinates it looks at (Bonferroni over coordinates and
@@ -148,6 +149,91 @@ def assert_unbiased(draws, exact, alpha=1e-3, detect=0.2, atol=0.0, what="the dr
             f"norm {_g(caught)}{_relative(caught, scale)} could go unseen, more than detect = "
             f"{detect:.0%} (atol {atol:g}); about {_draws_needed(s, caught, floor)} draws would do.")
     return Outcome(float(np.max(np.abs(z))), t, resolution, s)
+
+
+# =============================================================================================
+# Two estimators of one quantity; a mean on one side of a limit
+# =============================================================================================
+
+def assert_same_mean(a, b, alpha=1e-3, detect=0.2, atol=0.0, what=("a", "b")):
+    """Assert E[a] = E[b] in every coordinate (two estimators of one quantity, no exact value needed); raises with
+    probability <= alpha when it holds.
+
+    Welch's z_i = (mean_a,i − mean_b,i) / √(SE_a,i² + SE_b,i²) against the Bonferroni threshold t_{S−1}(1 − alpha/2n)
+    (S: the fewer draws), widened for skewed draws with the skewness of the difference of the means (`skew_corrected`).
+    detect = δ: a difference of norm >= δ ‖(mean_a + mean_b)/2‖ (or `atol`, whichever is larger) must be caught with
+    probability >= 1/2, else the call refuses (UnderpoweredError).  Returns Outcome(max |z|, t, the relative
+    difference caught w.p. >= 1/2, the fewer draws)."""
+    Xa, _, labels = flatten(a)
+    Xb, _, labels_b = flatten(b)
+    if Xa.shape[1] != Xb.shape[1] or labels != labels_b:
+        raise ValueError(f"assert_same_mean: {what[0]} and {what[1]} name different coordinates")
+    (sa, n), sb = Xa.shape, len(Xb)
+    va, vb = Xa.var(0, ddof=1) / sa, Xb.var(0, ddof=1) / sb
+    se = np.sqrt(va + vb) + 1e-300
+    diff = Xa.mean(0) - Xb.mean(0)
+    z = diff / se
+    s = min(sa, sb)
+    t = t_quantile(1 - alpha / (2 * n), s - 1)
+    third = (((Xa - Xa.mean(0)) ** 3).mean(0) / sa ** 2 - ((Xb - Xb.mean(0)) ** 3).mean(0) / sb ** 2)
+    limit = skew_corrected(t, third / se ** 3, 1)                     # the mean difference's own skewness
+    scale = float(np.linalg.norm((Xa.mean(0) + Xb.mean(0)) / 2))
+    worst = int(np.argmax(np.abs(z) / limit))
+    if abs(z[worst]) > limit[worst]:
+        raise StatisticalAssertionError(
+            f"assert_same_mean: {what[0]} and {what[1]} are evidence of different means ({sa} and {sb} draws; "
+            f"false-alarm rate {alpha:g} for the whole call, |z| > {t:.3g} on any of {n} coordinates). Worst "
+            f"{labels[worst]}: {_g(Xa.mean(0)[worst])} against {_g(Xb.mean(0)[worst])}, SE of the difference "
+            f"{_g(se[worst])}, z = {z[worst]:.1f} against {limit[worst]:.3g}. ‖difference‖ = {_g(np.linalg.norm(diff))}"
+            f"{_relative(np.linalg.norm(diff), scale)}.")
+    caught = t * float(np.linalg.norm(se))
+    if caught > max(detect * scale, atol):
+        raise UnderpoweredError(
+            f"assert_same_mean refuses to pass: with {sa} and {sb} draws a difference of norm {_g(caught)}"
+            f"{_relative(caught, scale)} could go unseen, more than detect = {detect:.0%} (atol {atol:g}); about "
+            f"{_draws_needed(s, caught, max(detect * scale, atol))} draws of each would do.")
+    return Outcome(float(np.max(np.abs(z))), t, caught / max(scale, 1e-300), s)
+
+
+def assert_mean_at_most(draws, limit, alpha=1e-3, detect=0.2, atol=0.0, what="the draws"):
+    """Assert E[draw] <= limit in every coordinate (one-sided); raises with probability <= alpha when it holds.
+
+    z_i = (mean_i − limit_i) / SE_i against the one-sided Bonferroni threshold t_{S−1}(1 − alpha/n), widened for
+    skewed draws.  detect = δ: an excess of norm >= δ ‖limit‖ (or `atol`) must be caught with probability >= 1/2
+    (it has a coordinate beyond t SE_i), else the call refuses.  Returns Outcome(max z, t, the relative excess caught
+    w.p. >= 1/2, S).  `assert_mean_at_least` is the same on −draws."""
+    X, e, labels = flatten(draws, limit)
+    s, n = X.shape
+    se = np.sqrt(X.var(0, ddof=1) / s + (1e-9 * max(1.0, float(np.abs(e).max(initial=0)))) ** 2)
+    z = (X.mean(0) - e) / se
+    t = t_quantile(1 - alpha / n, s - 1)
+    limits = skew_corrected(t, skewness(X), s)
+    worst = int(np.argmax(z / limits))
+    scale = float(np.linalg.norm(e))
+    if z[worst] > limits[worst]:
+        raise StatisticalAssertionError(
+            f"assert_mean_at_most: {what} are evidence of a mean above the limit ({s} draws; false-alarm rate "
+            f"{alpha:g} for the whole call, z > {t:.3g} on any of {n} coordinates). Worst {labels[worst]}: estimate "
+            f"{_g(X.mean(0)[worst])}, limit {_g(e[worst])}, SE {_g(se[worst])}, z = {z[worst]:.1f} against "
+            f"{limits[worst]:.3g}.")
+    caught = t * float(np.linalg.norm(se))
+    if caught > max(detect * scale, atol):
+        raise UnderpoweredError(
+            f"assert_mean_at_most refuses to pass: with {s} draws of {what} an excess of norm {_g(caught)}"
+            f"{_relative(caught, scale)} could go unseen, more than detect = {detect:.0%} (atol {atol:g}); about "
+            f"{_draws_needed(s, caught, max(detect * scale, atol))} draws would do.")
+    return Outcome(float(np.max(z)), t, caught / max(scale, 1e-300), s)
+
+
+def assert_mean_at_least(draws, limit, alpha=1e-3, detect=0.2, atol=0.0, what="the draws"):
+    """Assert E[draw] >= limit in every coordinate: `assert_mean_at_most` on −draws and −limit (same promises)."""
+    neg = {k: -_host(v) for k, v in draws.items()} if isinstance(draws, dict) else -_host(draws)
+    lim = {k: -_host(v) for k, v in limit.items()} if isinstance(limit, dict) else -_host(limit)
+    try:
+        return assert_mean_at_most(neg, lim, alpha, detect, atol, what)
+    except AssertionError as e:
+        message = str(e).replace("assert_mean_at_most", "assert_mean_at_least").replace("above the", "below the")
+        raise type(e)(f"{message} (estimates and limit negated)") from None
 
 
 # =============================================================================================
