@@ -9,8 +9,10 @@ import scipy.special
 from hypothesis import given, settings
 
 import tinydgm as td
+from tinydgm.models.loglinear import by_hand, hmm, mixture
+from tinydgm.models.loglinear import model as ll_model
 from tinydgm.testing import oracles, strategies
-from tinydgm.testing.models import linear_gaussian, sigmoid_belief_net
+from tinydgm.testing.models import feature_hmm, linear_gaussian, sigmoid_belief_net
 
 X = np.array([[1, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0]], dtype=np.float64)
 
@@ -162,3 +164,62 @@ def test_linear_gaussian_l_k_by_quadrature(case):
 def test_linear_gaussian_l_k_gradient_is_the_central_differences():
     model, x = linear_gaussian(latent=1, observed=1, scale=1.0, seed=3), np.array([[0.5], [2.0]])
     assert oracles.check_gradient(model, lambda m: oracles.iwae_bound(m, x, 3)) < 1e-7
+
+
+# =============================================================================================
+# The log-linear models: brute force against the package's forward-backward and EM
+# =============================================================================================
+
+@settings(max_examples=15, deadline=None)
+@given(case=strategies.mixture_cases())
+def test_mixture_posterior_by_brute_force_is_the_e_step(case):
+    """p(z|x_i) and Σ log p(x_i) by summing over classes = loglinear.mixture's e_step and marginal likelihood, and the
+    engine's mixture_log_likelihood."""
+    model, x = case
+    log_px, post = oracles.mixture_posterior(model, x)
+    q, counts = mixture.e_step(model, x)
+    np.testing.assert_allclose(post, q, rtol=1e-10, atol=1e-14)
+    assert log_px.sum() == pytest.approx(mixture.marginal_log_likelihood(model, x), rel=1e-12)
+    engine = ll_model.mixture_log_likelihood(td.tensor(model.log_prior), td.tensor(model.w), model.F.toarray(), x)
+    assert log_px.sum() == pytest.approx(engine.item(), rel=1e-12)
+    assert counts.sum() == pytest.approx(len(x))
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=strategies.hmm_cases())
+def test_hmm_posterior_by_brute_force_is_forward_backward(case):
+    """log p(x), p(z_t|x) and the transition counts by summing over every path = forward-backward's (bucketed, scaled)
+    and the engine's forward algorithm; the E-step's counts are their sums."""
+    model, sentences = case
+    n_words = model.F.shape[0] // model.n_states
+    brute = [oracles.hmm_posterior(model, s) for s in sentences]
+    for bk, post in hmm.posteriors(model, hmm.buckets(sentences, n_words)):
+        for b, i in enumerate(bk.index):
+            log_px, gamma, _ = brute[i]
+            assert post.loglik[b] == pytest.approx(log_px, rel=1e-10)
+            np.testing.assert_allclose(post.gamma[:len(sentences[i]), b], gamma, rtol=1e-9, atol=1e-12)
+    counts = hmm.e_step(model, hmm.buckets(sentences, n_words))
+    assert counts.loglik == pytest.approx(sum(b[0] for b in brute), rel=1e-10)
+    np.testing.assert_allclose(counts.trans, sum(b[2] for b in brute), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(counts.start, sum(b[1][0] for b in brute), rtol=1e-9, atol=1e-12)
+    for s, (log_px, _, _) in zip(sentences, brute):
+        engine = ll_model.hmm_log_likelihood(td.tensor(np.log(model.start)), td.tensor(np.log(model.trans)),
+                                             td.tensor(model.log_emission()), s)
+        assert engine.item() == pytest.approx(log_px, rel=1e-10)
+
+
+def test_hmm_direct_gradient_is_the_central_differences_of_brute_force_log_px():
+    """by_hand.log_likelihood_gradient (the Fisher identity from forward-backward's counts) = the central differences of
+    Σ log p(x) summed over every path, in θ = (log π, log A, w)."""
+    model = feature_hmm(states=2, vocabulary=3, features=2, scale=1.5, seed=4)
+    sentences = [np.array([0, 2, 1]), np.array([1, 1]), np.array([2])]
+    data = hmm.buckets(sentences, 3)
+    grad = by_hand.log_likelihood_gradient(model, hmm.e_step(model, data))
+    theta = hmm.pack(model)
+
+    def f(th):
+        m = hmm.unpack(th, model.F, model.n_states)
+        return sum(oracles.hmm_posterior(m, s)[0] for s in sentences)
+    eps = 1e-6
+    numeric = np.array([(f(theta + eps * e) - f(theta - eps * e)) / (2 * eps) for e in np.eye(len(theta))])
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)

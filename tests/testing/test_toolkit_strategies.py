@@ -7,7 +7,8 @@ import tinydgm as td
 from tinydgm.distributions import Bernoulli, Categorical, LogitRelaxedBernoulli, Normal
 from tinydgm.models.wake_sleep import HelmholtzMachine
 from tinydgm.testing import strategies
-from tinydgm.testing.models import LinearGaussian, linear_gaussian, sigmoid_belief_net  # noqa: F401  (eval of reprs)
+from tinydgm.testing.models import (LinearGaussian, feature_hmm, feature_mixture, linear_gaussian,  # noqa: F401
+                                    sigmoid_belief_net)                                     # (eval of reprs)
 
 
 @settings(max_examples=30)
@@ -50,3 +51,19 @@ def test_distribution_parameters_make_valid_distributions(normal, logits, cat, r
     temperature, relaxed_logits = relaxed
     z = LogitRelaxedBernoulli(temperature, td.tensor(relaxed_logits)).rsample(rng=np.random.default_rng(0))
     assert 0.1 <= temperature <= 2 and np.all(np.isfinite(z.data))
+
+
+@settings(max_examples=20)
+@given(mix=strategies.mixture_cases(), chain=strategies.hmm_cases())
+def test_log_linear_cases_are_small_and_rebuild_from_their_repr(mix, chain):
+    """At most 3 classes or states, sentences of at most 4 words (<= 81 paths), features [identity, bits] ⊗ e_z."""
+    model, x = mix
+    assert 2 <= model.n_states <= 3 and model.F.shape[0] % model.n_states == 0
+    assert np.all((0 <= x) & (x < model.F.shape[0] // model.n_states)) and 1 <= len(x) <= 6
+    again = eval(repr(model))
+    assert np.array_equal(again.w, model.w) and np.array_equal(again.log_prior, model.log_prior)
+    hmm, sentences = chain
+    assert 2 <= hmm.n_states <= 3 and 1 <= len(sentences) <= 3 and all(1 <= len(s) <= 4 for s in sentences)
+    assert np.allclose(hmm.trans.sum(1), 1) and np.isclose(hmm.start.sum(), 1)
+    again = eval(repr(hmm))
+    assert np.array_equal(again.trans, hmm.trans) and (again.F != hmm.F).nnz == 0

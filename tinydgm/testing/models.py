@@ -7,14 +7,20 @@ whose posterior, log p(x) and ELBO have closed forms.
                          (factor analysis with isotropic noise: Tipping & Bishop 1999)
                          log p(x) = log N(x; b, Wᵀ W + s² I),  p(z|x) = N((x − b) Wᵀ S / s², S),
                          S = (I + W Wᵀ / s²)⁻¹
+    feature-rich mixture p(x) = Σ_z p(z) p(x | z, w),  p(x | z, w) ∝ exp(wᵀ f(x, z))          (Berg-Kirkpatrick et al.
+    featurized HMM       p(x, z) = π(z_1) Π_t A(z_{t-1}, z_t) Π_t p(x_t | z_t, w)               2010), the package's
+                         f(x, z) = g(x) ⊗ e_z, g(x) = [word identity, `features` random bits]    `models.loglinear`
 """
 import math
 
 import numpy as np
+import scipy.sparse as sp
 
 import tinydgm as td
 from tinydgm import backend, estimators, nn
 from tinydgm.distributions import Normal, StandardNormal
+from tinydgm.models.loglinear import HMM, Mixture
+from tinydgm.models.loglinear.features import conjoin
 from tinydgm.models.wake_sleep import HelmholtzMachine
 
 LOG_2PI = math.log(2 * math.pi)
@@ -165,3 +171,52 @@ class LinearGaussian(nn.Module):
 def linear_gaussian(latent=2, observed=3, scale=1.0, seed=0, dtype=np.float64):
     """A LinearGaussian with every parameter U(−scale, scale) from `seed`."""
     return LinearGaussian(latent, observed, scale, seed, dtype)
+
+
+# =============================================================================================
+# Feature-rich log-linear models: the mixture and the HMM of `tinydgm.models.loglinear`
+# =============================================================================================
+
+def word_features(outcomes, features, n_states, rng):
+    """f(x, z) = g(x) ⊗ e_z (sparse, rows x-major as the package's), g(x) = [e_x, `features` random 0/1 bits]."""
+    g = np.concatenate([np.eye(outcomes), rng.integers(0, 2, (outcomes, features))], axis=1)
+    return conjoin(sp.csr_matrix(g), n_states)
+
+
+class FeatureMixture(Mixture):
+    """A Mixture built by `feature_mixture`, whose repr is the call that rebuilds it."""
+
+    def __repr__(self):
+        return self.call
+
+
+def feature_mixture(states=2, outcomes=3, features=1, scale=1.0, seed=0):
+    """A feature-rich mixture over `outcomes` values and `states` classes: log p(z) and w ~ U(−scale, scale)."""
+    rng = np.random.default_rng(seed)
+    F = word_features(outcomes, features, states, rng)
+    logits = rng.uniform(-scale, scale, states)
+    model = FeatureMixture(logits - np.logaddexp.reduce(logits), rng.uniform(-scale, scale, F.shape[1]), F)
+    model.call = (f"feature_mixture(states={states}, outcomes={outcomes}, features={features}, scale={scale!r}, "
+                  f"seed={seed})")
+    return model
+
+
+class FeatureHMM(HMM):
+    """An HMM built by `feature_hmm`, whose repr is the call that rebuilds it."""
+
+    def __repr__(self):
+        return self.call
+
+
+def feature_hmm(states=2, vocabulary=3, features=1, scale=1.0, seed=0):
+    """A featurized HMM: π and each row of A a softmax of U(−scale, scale) logits, w ~ U(−scale, scale)."""
+    rng = np.random.default_rng(seed)
+    F = word_features(vocabulary, features, states, rng)
+
+    def softmax(*shape):
+        a = rng.uniform(-scale, scale, shape)
+        return np.exp(a) / np.exp(a).sum(-1, keepdims=True)
+    model = FeatureHMM(softmax(states), softmax(states, states), rng.uniform(-scale, scale, F.shape[1]), F)
+    model.call = (f"feature_hmm(states={states}, vocabulary={vocabulary}, features={features}, scale={scale!r}, "
+                  f"seed={seed})")
+    return model

@@ -14,7 +14,8 @@ A model that knows its own closed forms (the linear-Gaussian model) offers `clos
 `closed_form_log_px(x)`; the oracles call those.  Its L_K has no closed form: `quadrature_iwae_bound` writes the
 expectation over K reparameterised draws as two one-dimensional integrals (Frullani's integral for the log).
 Every oracle returns the mean over the examples x, so that its gradient is what an estimator's surrogate estimates
-(the gradient of the batch mean).
+(the gradient of the batch mean).  The log-linear mixture and HMM (`tinydgm.models.loglinear`) get log p(x) and the
+posterior by brute force in NumPy (`mixture_posterior`, `hmm_posterior`: every class, every state path).
 """
 import itertools
 import math
@@ -226,6 +227,55 @@ def _check_size_cells(cells, k):
     if cells > MAX_CELLS:
         raise ValueError(f"quadrature_iwae_bound(k={k}): {cells:,} grid cells (more than MAX_CELLS = {MAX_CELLS:,}); "
                          "use fewer latent dimensions or fewer examples")
+
+
+# =============================================================================================
+# Log-linear models (the mixture and the HMM) by brute force, in NumPy float64
+# =============================================================================================
+
+def log_emission_by_definition(w, F, n_states):
+    """log p(x | z, w) = wᵀf(x, z) − log Σ_x' exp(wᵀf(x', z)), (|X|, |Z|), one z at a time from the rows of F."""
+    F = np.asarray(F.todense()) if hasattr(F, "todense") else np.asarray(F)
+    out = []
+    for z in range(n_states):
+        scores = F[z::n_states] @ w                                   # rows (x, z), x-major
+        out.append(scores - scipy.special.logsumexp(scores))
+    return np.stack(out, axis=1)
+
+
+def mixture_posterior(model, x):
+    """(log p(x_i) (N,), p(z | x_i) (N, |Z|)) of a feature-rich mixture, by summing p(z) p(x_i | z) over z."""
+    log_joint = (model.log_prior - scipy.special.logsumexp(model.log_prior)
+                 + log_emission_by_definition(model.w, model.F, model.n_states))[np.asarray(x)]
+    log_px_ = scipy.special.logsumexp(log_joint, axis=1)
+    return log_px_, np.exp(log_joint - log_px_[:, None])
+
+
+def hmm_paths(model, sentence):
+    """(every state path z (K^T, T), log p(x, z) for each) of one sentence of word ids, by the product formula."""
+    sentence = np.asarray(sentence)
+    K, T = model.n_states, len(sentence)
+    _check_size(K ** T, "hmm_paths")
+    paths = np.array(list(itertools.product(range(K), repeat=T)), dtype=np.int64).reshape(-1, T)
+    log_emit = log_emission_by_definition(model.w, model.F, K)
+    log_p = np.log(model.start)[paths[:, 0]] + log_emit[sentence[None, :], paths].sum(1)
+    for t in range(1, T):
+        log_p = log_p + np.log(model.trans)[paths[:, t - 1], paths[:, t]]
+    return paths, log_p
+
+
+def hmm_posterior(model, sentence):
+    """(log p(x), p(z_t = k | x) (T, K), Σ_t p(z_t = i, z_{t+1} = j | x) (K, K)) of one sentence, by summing over
+    every path: the forward-backward algorithm's answers, from the definition."""
+    paths, log_p = hmm_paths(model, sentence)
+    log_px_ = scipy.special.logsumexp(log_p)
+    post = np.exp(log_p - log_px_)
+    K, T = model.n_states, paths.shape[1]
+    gamma = np.stack([np.bincount(paths[:, t], post, K) for t in range(T)])
+    xi = np.zeros((K, K))
+    for t in range(T - 1):
+        np.add.at(xi, (paths[:, t], paths[:, t + 1]), post)
+    return log_px_, gamma, xi
 
 
 # =============================================================================================

@@ -2,7 +2,7 @@
 
 Every model is float64 and small enough that each example runs in milliseconds: a sigmoid belief net has at most
 `max_latent` binary latent units in all (2^6 = 64 joint states by default), a linear-Gaussian model d <= 2 latent
-and D <= 3 observed dimensions.  Parameters come from a seed drawn by hypothesis (the repr of an example is the call
+and D <= 3 observed dimensions, a mixture or HMM at most 3 classes or states (and sentences of at most 4 words).  Parameters come from a seed drawn by hypothesis (the repr of an example is the call
 that rebuilds it), bounded by a drawn `scale`.  A "case" is a (model, x) pair: the model and a few observations.
 """
 import collections
@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tinydgm.testing.models import linear_gaussian, sigmoid_belief_net
+from tinydgm.testing.models import feature_hmm, feature_mixture, linear_gaussian, sigmoid_belief_net
 
 Case = collections.namedtuple("Case", "model x")
 Case.__doc__ = "A model and a batch of observations x (NumPy float64, one row per example)."
@@ -71,6 +71,43 @@ def linear_gaussian_cases(draw, examples=(1, 3), **models):
     x = draw(hnp.arrays(np.float64, (draw(st.integers(*examples)), model.observed),
                         elements=st.floats(-3, 3, allow_nan=False)))
     return Case(model, x)
+
+
+# =============================================================================================
+# Feature-rich mixtures and featurized HMMs, with brute-force posteriors (`oracles.mixture_posterior`, `hmm_posterior`)
+# =============================================================================================
+
+@st.composite
+def feature_mixtures(draw, states=(2, 3), outcomes=(2, 5), features=(0, 2), scale=(0.25, 2.0)):
+    """A feature-rich mixture (`models.feature_mixture`): f(x, z) = [word identity, random bits] ⊗ e_z."""
+    s = draw(st.floats(*scale, allow_nan=False).map(lambda a: round(a, 3)))
+    return feature_mixture(draw(st.integers(*states)), draw(st.integers(*outcomes)), draw(st.integers(*features)),
+                           scale=s, seed=draw(SEEDS))
+
+
+@st.composite
+def mixture_cases(draw, examples=(1, 6), **mixtures):
+    """Case(a feature-rich mixture, observed outcomes x: int array (N,))."""
+    model = draw(feature_mixtures(**mixtures))
+    n_x = model.F.shape[0] // model.n_states
+    return Case(model, np.array(draw(st.lists(st.integers(0, n_x - 1), min_size=examples[0], max_size=examples[1]))))
+
+
+@st.composite
+def feature_hmms(draw, states=(2, 3), vocabulary=(2, 4), features=(0, 2), scale=(0.25, 2.0)):
+    """A featurized HMM (`models.feature_hmm`), π and A softmaxes of bounded logits."""
+    s = draw(st.floats(*scale, allow_nan=False).map(lambda a: round(a, 3)))
+    return feature_hmm(draw(st.integers(*states)), draw(st.integers(*vocabulary)), draw(st.integers(*features)),
+                       scale=s, seed=draw(SEEDS))
+
+
+@st.composite
+def hmm_cases(draw, sentences=(1, 3), length=(1, 4), **hmms):
+    """Case(a featurized HMM, sentences: a list of int arrays of word ids), at most 3^4 = 81 paths per sentence."""
+    model = draw(feature_hmms(**hmms))
+    n_x = model.F.shape[0] // model.n_states
+    sentence = st.lists(st.integers(0, n_x - 1), min_size=length[0], max_size=length[1]).map(np.array)
+    return Case(model, draw(st.lists(sentence, min_size=sentences[0], max_size=sentences[1])))
 
 
 # =============================================================================================
