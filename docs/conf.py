@@ -8,6 +8,9 @@ MathJax is served from the build's own `_static/mathjax` (the `sphinx-mathjax-of
 import os
 import sys
 
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")   # the pages' kernels inherit it: small matrices, one BLAS thread (no spinning)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "_ext"))
 sys.path.insert(0, os.path.dirname(HERE))
