@@ -187,12 +187,18 @@ def assert_same_mean(a, b, alpha=1e-3, detect=0.2, atol=0.0, what=("a", "b")):
             f"{_g(se[worst])}, z = {z[worst]:.1f} against {limit[worst]:.3g}. ‖difference‖ = {_g(np.linalg.norm(diff))}"
             f"{_relative(np.linalg.norm(diff), scale)}.")
     caught = t * float(np.linalg.norm(se))
+    _refuse_if_unseen("assert_same_mean", f"{sa} and {sb} draws", "a difference", caught, scale, detect, atol, s,
+                      " of each")
+    return Outcome(float(np.max(np.abs(z))), t, caught / max(scale, 1e-300), s)
+
+
+def _refuse_if_unseen(name, draws, departure, caught, scale, detect, atol, s, each=""):
+    """UnderpoweredError when a departure of norm `caught` (seen w.p. 1/2) exceeds detect × scale and atol."""
     if caught > max(detect * scale, atol):
         raise UnderpoweredError(
-            f"assert_same_mean refuses to pass: with {sa} and {sb} draws a difference of norm {_g(caught)}"
-            f"{_relative(caught, scale)} could go unseen, more than detect = {detect:.0%} (atol {atol:g}); about "
-            f"{_draws_needed(s, caught, max(detect * scale, atol))} draws of each would do.")
-    return Outcome(float(np.max(np.abs(z))), t, caught / max(scale, 1e-300), s)
+            f"{name} refuses to pass: with {draws} {departure} of norm {_g(caught)}{_relative(caught, scale)} "
+            f"could go unseen, more than detect = {detect:.0%} (atol {atol:g}); about "
+            f"{_draws_needed(s, caught, max(detect * scale, atol))} draws{each} would do.")
 
 
 def assert_mean_at_most(draws, limit, alpha=1e-3, detect=0.2, atol=0.0, what="the draws"):
@@ -217,11 +223,7 @@ def assert_mean_at_most(draws, limit, alpha=1e-3, detect=0.2, atol=0.0, what="th
             f"{_g(X.mean(0)[worst])}, limit {_g(e[worst])}, SE {_g(se[worst])}, z = {z[worst]:.1f} against "
             f"{limits[worst]:.3g}.")
     caught = t * float(np.linalg.norm(se))
-    if caught > max(detect * scale, atol):
-        raise UnderpoweredError(
-            f"assert_mean_at_most refuses to pass: with {s} draws of {what} an excess of norm {_g(caught)}"
-            f"{_relative(caught, scale)} could go unseen, more than detect = {detect:.0%} (atol {atol:g}); about "
-            f"{_draws_needed(s, caught, max(detect * scale, atol))} draws would do.")
+    _refuse_if_unseen("assert_mean_at_most", f"{s} draws of {what}", "an excess", caught, scale, detect, atol, s)
     return Outcome(float(np.max(z)), t, caught / max(scale, 1e-300), s)
 
 
