@@ -98,7 +98,7 @@ def cases():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--seeds", type=int, default=2000, help="calls per measured rate (default 2000)")
     args = parser.parse_args()
     n = args.seeds
