@@ -27,6 +27,9 @@ from tinydgm.tensor import Tensor, unwrap
 Objective = collections.namedtuple("Objective", "surrogate bound loss", defaults=(0,))
 Objective.__doc__ = ("A scalar to ascend (its gradient is the estimate; its value means nothing), the per-example "
                      "objective estimate, and a loss the estimator's own parameters minimise (0 if none).")
+Objective.surrogate.__doc__ = "a scalar Tensor to ascend: its gradient is the estimate, its value means nothing"
+Objective.bound.__doc__ = "the per-example estimate of the objective the estimator names (its `target`)"
+Objective.loss.__doc__ = "a scalar the estimator's own parameters (a baseline) minimise; 0 if it has none"
 
 
 def generator(rng):
