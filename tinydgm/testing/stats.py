@@ -120,7 +120,8 @@ def assert_unbiased(draws, exact, alpha=1e-3, detect=0.2, atol=0.0, what="the dr
     coordinates, widened where coordinate i's draws are skewed (`skew_corrected`).
     detect = δ: any bias b, whatever its direction, with ‖b‖ >= δ ‖exact‖ must be caught with probability >= 1/2,
     i.e. t ‖SE‖ <= δ ‖exact‖ (such a b has some |b_i| >= t SE_i); otherwise the call refuses (UnderpoweredError).
-    `atol`: the bias norm to detect where δ ‖exact‖ is smaller (an exact value near 0).
+    `atol`: a floor for exact values near 0: the bias norm that must be seen is max(δ ‖exact‖, atol), so `atol`
+    only ever loosens the requirement (to ask for a finer resolution, lower `detect`).
     Returns Outcome(max |z|, t, the relative bias caught w.p. >= 1/2, S)."""
     X, e, labels = flatten(draws, exact)
     s, n = X.shape
