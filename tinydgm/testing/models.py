@@ -183,11 +183,15 @@ def word_features(outcomes, features, n_states, rng):
     return conjoin(sp.csr_matrix(g), n_states)
 
 
-class FeatureMixture(Mixture):
-    """A Mixture built by `feature_mixture`, whose repr is the call that rebuilds it."""
+class _Rebuilt:
+    """A model whose repr is the call that rebuilds it (`self.call`, set by the function that built it)."""
 
     def __repr__(self):
         return self.call
+
+
+class FeatureMixture(_Rebuilt, Mixture):
+    """A Mixture built by `feature_mixture`, whose repr is the call that rebuilds it."""
 
 
 def feature_mixture(states=2, outcomes=3, features=1, scale=1.0, seed=0):
@@ -201,11 +205,8 @@ def feature_mixture(states=2, outcomes=3, features=1, scale=1.0, seed=0):
     return model
 
 
-class FeatureHMM(HMM):
+class FeatureHMM(_Rebuilt, HMM):
     """An HMM built by `feature_hmm`, whose repr is the call that rebuilds it."""
-
-    def __repr__(self):
-        return self.call
 
 
 def feature_hmm(states=2, vocabulary=3, features=1, scale=1.0, seed=0):
