@@ -13,13 +13,18 @@ Drives Debian's Chromium through its chromedriver (selenium; no browser is downl
 and saves a screenshot of the whole page to --screenshots (PAGE.png, folders as in the site).
 Prints one line per page and exits 1 if any page fails, 2 on bad options or a missing browser.
 """
-import argparse
 import os
 import re
 import shutil
 import sys
 import time
 from urllib.parse import unquote, urlparse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmarks import _cli as cli  # noqa: E402
+from tinydgm import files  # noqa: E402
+from tinydgm.errors import UserError  # noqa: E402
 
 RAW_TEX = ("$$", "\\frac", "\\begin{", "\\mathbb", "\\mathcal", "\\sum_", "\\log", "\\nabla", "\\(", "\\[")
 SKIP_DIRS = {"_static", "_sources", "_images", "_modules", ".doctrees"}
@@ -48,19 +53,8 @@ return {
 """
 
 
-def fail(message):
-    """A mistake of the caller or the machine: one line, exit code 2."""
-    print(f"check_docs.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def parse(argv):
-    p = Parser(prog="check_docs.py", description=__doc__.splitlines()[0], allow_abbrev=False)
+    p = cli.Parser(prog="check_docs.py", description=cli.first_paragraph(__doc__))
     p.add_argument("--site", default="docs/_build/html", help="the built site (default: %(default)s)")
     p.add_argument("--screenshots", default="docs/_build/screenshots",
                    help="where the screenshots go, one PNG per page (default: %(default)s)")
@@ -86,12 +80,12 @@ def browser():
     chrome = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not chrome or not driver_path:
-        fail("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver); found "
-             f"chromium: {chrome or 'no'}, chromedriver: {driver_path or 'no'}")
+        raise UserError("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver); "
+                        f"found chromium: {chrome or 'no'}, chromedriver: {driver_path or 'no'}")
     try:
         from selenium import webdriver
     except ImportError:
-        fail("needs selenium: pip install -e '.[docs]'")
+        raise UserError("needs selenium: pip install -e '.[docs]'") from None
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = chrome
@@ -163,18 +157,21 @@ def check_page(driver, site, page, screenshots, anchors):
     os.makedirs(os.path.dirname(shot), exist_ok=True)
     driver.set_window_size(SCREEN_WIDTH, min(int(seen["height"]) + 100, MAX_HEIGHT))
     time.sleep(0.2)
-    if not driver.save_screenshot(shot):
-        problems.append(f"could not save the screenshot {shot}")
+    files.write_bytes(shot, driver.get_screenshot_as_png())               # whole, as every file of the project
     counts = f"{len(seen['images'])} images, {len(seen['links'])} links, {seen['math']} formulas"
     return problems, counts
 
 
 def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
+    return cli.run("check_docs.py", lambda: check_site(args))
+
+
+def check_site(args):
     chosen = args.pages if args.pages is not None else list(pages(args.site))
     missing = [p for p in chosen if not os.path.isfile(os.path.join(args.site, p))]
     if missing:
-        fail(f"--pages: not in {args.site}: {', '.join(missing)}")
+        raise UserError(f"--pages: not in {args.site}: {', '.join(missing)}")
     driver = browser()
     failed, anchors = 0, Anchors()
     try:

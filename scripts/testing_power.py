@@ -10,15 +10,19 @@ in `--seeds` calls at alpha = 0.05 and 1e-3 (with the count Binomial(seeds, alph
 at alpha = 1e-3 the resolution it states (the departure it is sure to catch with probability >= 1/2), with the rate
 at which it caught a departure of that size, and of twice it, on the noisiest coordinate.
 """
-import argparse
 import itertools
 import math
+import os
+import sys
 
 import numpy as np
 import scipy.stats
 
-from tinydgm.testing import stats
-from tinydgm.testing.stats import StatisticalAssertionError
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmarks import _cli as cli  # noqa: E402
+from tinydgm.testing import stats  # noqa: E402
+from tinydgm.testing.stats import StatisticalAssertionError  # noqa: E402
 
 L = np.array([-1.0, 0.5, 2.0, -0.3, 0.0, 1.2])
 W = np.array([1.5, -2.0, 0.7, 3.0, -0.5, 1.0])
@@ -98,8 +102,8 @@ def cases():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
-    parser.add_argument("--seeds", type=int, default=2000, help="calls per measured rate (default 2000)")
+    parser = cli.Parser(prog="testing_power.py", description=cli.first_paragraph(__doc__))
+    parser.add_argument("--seeds", type=cli.integer(1), default=2000, help="calls per measured rate (default 2000)")
     args = parser.parse_args()
     n = args.seeds
     table = cases()
