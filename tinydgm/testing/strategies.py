@@ -19,6 +19,11 @@ Case.__doc__ = "A model and a batch of observations x (NumPy float64, one row pe
 SEEDS = st.integers(0, 2 ** 32 - 1)
 
 
+def scales(bounds):
+    """A parameter scale s drawn from `bounds` (low, high), rounded to 3 decimals so that the repr rebuilds it."""
+    return st.floats(*bounds, allow_nan=False).map(lambda a: round(a, 3))
+
+
 # =============================================================================================
 # Sigmoid belief nets (Helmholtz machines) and binary images
 # =============================================================================================
@@ -36,7 +41,7 @@ def sigmoid_belief_nets(draw, depth=(1, 2), width=(1, 3), visible=(2, 5), scale=
         widths.append(draw(st.integers(width[0], most)))
         left -= widths[-1]
     v = draw(st.integers(*visible))
-    s = draw(st.floats(*scale, allow_nan=False).map(lambda a: round(a, 3)))
+    s = draw(scales(scale))
     return sigmoid_belief_net((v, *widths), scale=s, seed=draw(SEEDS))
 
 
@@ -60,7 +65,7 @@ def sbn_cases(draw, examples=(1, 3), **nets):
 def linear_gaussians(draw, latent=(1, 2), observed=(1, 3), scale=(0.25, 1.5)):
     """LinearGaussian (p(z) = N(0, I), p(x|z) = N(z W + b, s² I), q(z|x) = N(x A + c, diag σ²)), float64,
     parameters U(−s, s)."""
-    s = draw(st.floats(*scale, allow_nan=False).map(lambda a: round(a, 3)))
+    s = draw(scales(scale))
     return linear_gaussian(draw(st.integers(*latent)), draw(st.integers(*observed)), scale=s, seed=draw(SEEDS))
 
 
@@ -80,7 +85,7 @@ def linear_gaussian_cases(draw, examples=(1, 3), **models):
 @st.composite
 def feature_mixtures(draw, states=(2, 3), outcomes=(2, 5), features=(0, 2), scale=(0.25, 2.0)):
     """A feature-rich mixture (`models.feature_mixture`): f(x, z) = [word identity, random bits] ⊗ e_z."""
-    s = draw(st.floats(*scale, allow_nan=False).map(lambda a: round(a, 3)))
+    s = draw(scales(scale))
     return feature_mixture(draw(st.integers(*states)), draw(st.integers(*outcomes)), draw(st.integers(*features)),
                            scale=s, seed=draw(SEEDS))
 
@@ -96,7 +101,7 @@ def mixture_cases(draw, examples=(1, 6), **mixtures):
 @st.composite
 def feature_hmms(draw, states=(2, 3), vocabulary=(2, 4), features=(0, 2), scale=(0.25, 2.0)):
     """A featurized HMM (`models.feature_hmm`), π and A softmaxes of bounded logits."""
-    s = draw(st.floats(*scale, allow_nan=False).map(lambda a: round(a, 3)))
+    s = draw(scales(scale))
     return feature_hmm(draw(st.integers(*states)), draw(st.integers(*vocabulary)), draw(st.integers(*features)),
                        scale=s, seed=draw(SEEDS))
 
