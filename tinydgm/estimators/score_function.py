@@ -99,8 +99,7 @@ class ScoreFunction(Estimator):
             if self.baseline is None:
                 raise TypeError(f"{self!r}.hold_statistics: it has no running baseline to set")
             self.baseline.start_at(float(baseline))
-        self.held = True
-        return self
+        return super().hold_statistics()
 
     def update(self, objective):
         if self.baseline is not None and not self.held:
@@ -238,14 +237,13 @@ class NVIL(nn.Module, Estimator):
         """Hold the running mean c and variance v where they are, or at `c`, `v` (numbers or arrays (L,)), until
         `release_statistics`: meanwhile `objective` folds no batch into them, and the estimate is unbiased for
         Σ_l ∇λ_l ELBO / max(1, √v_l) (∇ ELBO where every v_l <= 1).  Returns self."""
+        def per_layer(value, now):
+            return numpy.broadcast_to(numpy.asarray(now if value is None else value, dtype=numpy.float64),
+                                      (len(self.baselines),)).copy()
         if c is not None or v is not None:
-            self.c = numpy.broadcast_to(numpy.asarray(self.c if c is None else c, dtype=numpy.float64),
-                                        (len(self.baselines),)).copy()
-            self.v = numpy.broadcast_to(numpy.asarray(self.v if v is None else v, dtype=numpy.float64),
-                                        (len(self.baselines),)).copy()
+            self.c, self.v = per_layer(c, self.c), per_layer(v, self.v)
             self.steps = max(self.steps, 1)                 # set, as if past the first batch
-        self.held = True
-        return self
+        return super().hold_statistics()
 
     def state_dict(self):
         """The baselines' parameters by name, and the running statistics c, v (arrays (L,)) and steps."""
