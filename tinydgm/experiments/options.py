@@ -213,6 +213,12 @@ def check_memory(need, what, k=None):
 
 # ---------------------------------------------------------------- train
 
+def device_option(p):
+    """--device cpu|cuda, the same for training and evaluation."""
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (NumPy) or cuda (CuPy, with pip install 'tinydgm[cuda]')")
+
+
 def run_options(p, model, device=True, limit=True, eval_every=1, eval_every_help=None, data_help=None):
     """--data --seed --device --threads --out --resume --eval-every --limit --quiet."""
     p.add_argument("--data", help=data_help or "the data folder, holding binarized_mnist/ (default: $TINYDGM_DATA, "
@@ -220,8 +226,7 @@ def run_options(p, model, device=True, limit=True, eval_every=1, eval_every_help
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batches and the samples "
                    "(default 0)")
     if device:
-        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                       help="cpu (NumPy) or cuda (CuPy, with pip install 'tinydgm[cuda]')")
+        device_option(p)
     threads_option(p, "train")
     p.add_argument("--eval-every", type=int, default=eval_every,
                    help=eval_every_help or f"validate every N epochs (default {eval_every})")
@@ -436,7 +441,6 @@ def eval_options(p, k=5000, shards=True, device=True):
     p.add_argument("--other-data", action="store_true", help="evaluate on the other data of --data: the result "
                    "is kept apart (eval-...-dataXXXXXXXX.json, the first digits of its SHA-256) and says so")
     if device:
-        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                       help="cpu (NumPy) or cuda (CuPy, with pip install 'tinydgm[cuda]')")
+        device_option(p)
     threads_option(p, "eval")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
