@@ -80,14 +80,26 @@ def _generator(rng):
     return rng
 
 
-class Linear(Module):
-    """y = x W + b, W of shape (n_in, n_out); PyTorch's default init U(-1/sqrt(n_in), 1/sqrt(n_in))."""
+INITS = ("pytorch", "glorot")
 
-    def __init__(self, n_in, n_out, bias=True, rng=None, dtype=None):
+
+class Linear(Module):
+    """y = x W + b, W of shape (n_in, n_out).  init "pytorch" (default): W and b ~ U(-1/sqrt(n_in), 1/sqrt(n_in)),
+    PyTorch's default; "glorot": W ~ U(-sqrt(6/(n_in + n_out)), +sqrt(...)) and b = 0, the heuristic of
+    Glorot & Bengio 2010 (eq. 16) for tanh layers."""
+
+    def __init__(self, n_in, n_out, bias=True, rng=None, dtype=None, init="pytorch"):
+        if init not in INITS:
+            raise ValueError(f"Linear: init must be one of {list(INITS)}, not {init!r}")
         rng, dtype = _generator(rng), dtype or backend.default_dtype
-        bound = 1 / math.sqrt(n_in)
+        bound = 1 / math.sqrt(n_in) if init == "pytorch" else math.sqrt(6 / (n_in + n_out))
         self.weight = Parameter(backend.asarray(rng.uniform(-bound, bound, (n_in, n_out)), dtype=dtype))
-        self.bias = Parameter(backend.asarray(rng.uniform(-bound, bound, n_out), dtype=dtype)) if bias else None
+        if not bias:
+            self.bias = None
+        elif init == "pytorch":
+            self.bias = Parameter(backend.asarray(rng.uniform(-bound, bound, n_out), dtype=dtype))
+        else:
+            self.bias = Parameter(backend.asarray(numpy.zeros(n_out), dtype=dtype))
 
     def forward(self, x):
         if self.bias is None:
@@ -113,16 +125,23 @@ class Sigmoid(Module):
 ACTIVATIONS = {"tanh": Tanh, "relu": ReLU, "sigmoid": Sigmoid}
 
 
-class MLP(Module):
-    """Linear layers of the given sizes with `activation` between them (none after the last)."""
+def mean_logits(x, dtype):
+    """logit(mean over the rows of binary data x), each mean clipped to [1e-3, 1 - 1e-3]: the bias at which a
+    Bernoulli output layer whose weights are 0 gives each pixel its marginal probability (a standard start)."""
+    m = numpy.clip(backend.to_numpy(x).mean(0), 1e-3, 1 - 1e-3)
+    return backend.asarray(numpy.log(m / (1 - m)), dtype=dtype)
 
-    def __init__(self, sizes, activation="tanh", rng=None, dtype=None):
+
+class MLP(Module):
+    """Linear layers of the given sizes with `activation` between them (none after the last); `init` as Linear's."""
+
+    def __init__(self, sizes, activation="tanh", rng=None, dtype=None, init="pytorch"):
         if activation not in ACTIVATIONS:
             raise ValueError(f"MLP: activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
         if len(sizes) < 2:
             raise ValueError(f"MLP: sizes needs an input and an output size, got {list(sizes)}")
         rng = _generator(rng)
-        self.layers = [Linear(a, b, rng=rng, dtype=dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.layers = [Linear(a, b, rng=rng, dtype=dtype, init=init) for a, b in zip(sizes[:-1], sizes[1:])]
         self.activation = ACTIVATIONS[activation]()
 
     def forward(self, x):

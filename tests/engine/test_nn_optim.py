@@ -121,6 +121,19 @@ def test_linear_init_bounds_dtype_and_seed(xp):
     assert Linear(3, 2, bias=False).bias is None and len(Linear(3, 2, bias=False).parameters()) == 1
 
 
+def test_linear_glorot_init_bounds_and_zero_bias(xp):
+    layer = Linear(300, 100, rng=0, init="glorot")
+    w, b = to_numpy(layer.weight), to_numpy(layer.bias)
+    bound = math.sqrt(6 / (300 + 100))                                  # Glorot & Bengio 2010, eq. 16
+    assert np.all(np.abs(w) <= bound) and w.max() > 0.95 * bound and w.min() < -0.95 * bound
+    assert np.all(b == 0)
+    mlp = MLP([20, 10, 4], rng=0, init="glorot")
+    assert all(np.all(to_numpy(layer.bias) == 0) for layer in mlp.layers)
+    assert np.abs(to_numpy(mlp.layers[1].weight)).max() <= math.sqrt(6 / 14)
+    with pytest.raises(ValueError, match="init must be one of"):
+        Linear(3, 2, init="xavier")
+
+
 def test_linear_forward_and_gradient(xp):
     layer = Linear(3, 2, rng=0, dtype=np.float64)
     x = np.random.default_rng(1).standard_normal((4, 3))

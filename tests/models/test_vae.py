@@ -57,6 +57,17 @@ def small_model(seed=0):
     return VAE(x_dim=12, hidden=(8,), z_dim=3, rng=np.random.default_rng(seed), dtype=np.float64)
 
 
+def test_output_bias_at_the_data_logit_gives_the_pixel_marginals():
+    model = VAE(x_dim=12, hidden=(8,), z_dim=3, rng=np.random.default_rng(0), dtype=np.float64, init="glorot")
+    assert all(np.all(b == 0) for n, b in model.state_dict().items() if n.endswith("bias"))
+    x = (np.random.default_rng(1).random((50, 12)) < np.linspace(0.05, 0.95, 12)).astype(np.float64)
+    x[:, 0] = 0                                                          # a pixel never on: its mean clipped to 1e-3
+    model.init_output_bias(x)
+    model.decoder.layers[-1].weight.data[...] = 0                        # p(x|z) then no longer depends on z
+    probs = model.decode(np.zeros((1, 3))).probs.data[0]
+    np.testing.assert_allclose(probs, np.clip(x.mean(0), 1e-3, 1 - 1e-3), rtol=1e-12)
+
+
 def test_encode_decode_shapes():
     model = small_model()
     x = (np.random.default_rng(0).random((5, 12)) < 0.5).astype(np.float64)

@@ -76,8 +76,9 @@ def check_config(run, expected):
         if key in ("out", "history") or want is None:
             continue
         if key not in run.config:
-            if key in ("data", "threads", "data_sha256", "estimator"):
-                continue                                     # found or recorded when the run goes on
+            if key in ("data", "threads", "data_sha256", "estimator", "init"):
+                continue                                     # found or recorded when the run goes on (or, for
+                                                             # init, a run from before --init: it began as pytorch)
             if key in RESUMABLE:                             # how to optimise: a config without it takes the default
                 run.config[key] = want
                 continue

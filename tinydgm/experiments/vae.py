@@ -3,7 +3,8 @@
     tinydgm train vae                            20 epochs, batch 100, constant lr: samples.png
     tinydgm train vae --minutes 30               the budgeted recipe: lr 1e-3 for 25% of the time,
                                                  then decayed 100-fold; best epoch by validation ELBO
-    tinydgm train vae --schedule burda           Burda et al. 2016, App. D (3280 epochs, batch 20)
+    tinydgm train vae --schedule burda           Burda et al. 2016, §5.1 and App. D (3280 epochs, batch 20,
+                                                 Adam eps 1e-4, their initialisation: --init burda)
     tinydgm train vae --estimator iwae --k 5     IWAE (Burda et al. 2016): Adam on -L_5
     tinydgm train vae --estimator score-function[-baseline]
                                                  the same ELBO with the encoder's gradient by the score
@@ -38,6 +39,8 @@ NAME = "vae"
 ESTIMATORS = estimators.names("continuous")      # --estimator (alias --objective): how the encoder's gradient is made
 OPTION_ALIASES = {"objective": "estimator"}
 GRAD_VAR_SAMPLES, GRAD_VAR_IMAGES = 20, 100
+LINEAR_INIT = {"pytorch": "pytorch", "burda": "glorot"}  # --init: the layers' init (burda also sets the output bias)
+INITS = tuple(LINEAR_INIT)
 
 
 # ---------------------------------------------------------------- the trainer plugged into runs.fit
@@ -131,6 +134,12 @@ def add_train_arguments(p):
                                          "(lr 1e-3*10^(-i/7) for 3^i epochs). Default: anneal with --minutes")
     p.add_argument("--batch-size", type=int, help="images per step (default 100; 20 with --schedule burda)")
     p.add_argument("--adam-eps", type=float, help="Adam epsilon (default 1e-8; 1e-4 with --schedule burda)")
+    p.add_argument("--init", choices=INITS,
+                   help="the parameters' start. pytorch: every weight and bias ~ U(-1/sqrt(n_in), 1/sqrt(n_in)) "
+                        "(the default otherwise); burda: Burda et al. 2016, §5.1, Glorot & Bengio's heuristic "
+                        "(weights ~ U(-sqrt(6/(n_in+n_out)), +sqrt(...)), biases 0), and, as their released code, "
+                        "the decoder's output bias at the logit of the training images' pixel means "
+                        "(the default with --schedule burda)"),
     p.add_argument("--estimator", "--objective", dest="estimator", choices=ESTIMATORS, default="elbo",
                    help="elbo: reparameterised, KL in closed form (default); iwae: L_k; score-function: the "
                         "one-sample ELBO (KL by sampling) with the encoder's gradient by the score function; "
@@ -157,6 +166,7 @@ def configure(args):
         cfg["epochs"] = 3280 if burda else 20
     cfg["batch_size"] = cfg["batch_size"] or (20 if burda else 100)
     cfg["adam_eps"] = cfg["adam_eps"] or (1e-4 if burda else 1e-8)
+    cfg["init"] = cfg["init"] or ("burda" if burda else "pytorch")
     cfg["hidden"] = options.sizes(cfg["hidden"], "--hidden")
     options.positive(cfg, "batch_size", "z_dim", "k", "eval_every")
     if cfg["grad_variance_every"] < 0:
@@ -176,7 +186,8 @@ def step_memory(cfg):
 
 def build(cfg):
     """The model and its optimiser from a run's config."""
-    model = VAE(784, cfg["hidden"], cfg["z_dim"], cfg["activation"], rng=np.random.default_rng(cfg["seed"]))
+    model = VAE(784, cfg["hidden"], cfg["z_dim"], cfg["activation"], rng=np.random.default_rng(cfg["seed"]),
+                init=LINEAR_INIT[cfg.get("init", "pytorch")])         # runs from before --init started as pytorch
     opt = td.optim.Adam(model.parameters(), lr=cfg["lr"], eps=cfg["adam_eps"])
     return model, opt
 
@@ -191,6 +202,8 @@ def train(args):
     train_x, valid_x = (backend.asarray(data[s][: cfg.get("limit")]) for s in ("train", "valid"))
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt = build(cfg)
+    if cfg.get("init") == "burda":
+        model.init_output_bias(train_x)              # (a resumed run's checkpoint then replaces every parameter)
     trainer = VAETrainer(model, opt, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
     return runs.fit_and_finish(run, trainer, cfg, "valid_elbo", args.quiet, figures)
 

@@ -20,13 +20,19 @@ from tinydgm.distributions import Bernoulli, Normal, StandardNormal
 
 
 class VAE(nn.Module):
-    """One stochastic layer of z_dim Gaussian units between two MLPs."""
+    """One stochastic layer of z_dim Gaussian units between two MLPs (`init`: nn.Linear's, "pytorch" or "glorot")."""
 
-    def __init__(self, x_dim=784, hidden=(200, 200), z_dim=50, activation="tanh", rng=None, dtype=None):
+    def __init__(self, x_dim=784, hidden=(200, 200), z_dim=50, activation="tanh", rng=None, dtype=None, init="pytorch"):
         rng = estimators.generator(rng)
         self.x_dim, self.hidden, self.z_dim = x_dim, tuple(hidden), z_dim
-        self.encoder = nn.MLP([x_dim, *hidden, 2 * z_dim], activation, rng=rng, dtype=dtype)
-        self.decoder = nn.MLP([z_dim, *hidden[::-1], x_dim], activation, rng=rng, dtype=dtype)
+        self.encoder = nn.MLP([x_dim, *hidden, 2 * z_dim], activation, rng=rng, dtype=dtype, init=init)
+        self.decoder = nn.MLP([z_dim, *hidden[::-1], x_dim], activation, rng=rng, dtype=dtype, init=init)
+
+    def init_output_bias(self, x):
+        """Set p(x|z)'s output bias to the logit of the pixel means of the training images x (Burda et al.'s
+        released code starts there; with the weights at 0, p(x|z) would be the data's pixel marginals)."""
+        bias = self.decoder.layers[-1].bias
+        bias.data[...] = nn.mean_logits(x, bias.dtype)
 
     def prior(self, dtype):
         """p(z) = N(0, I)."""

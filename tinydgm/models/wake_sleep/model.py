@@ -17,7 +17,6 @@ trains it.  Each layer's gradient is local, the delta rule (sample − predicted
 `by_hand.py` writes it out; `exact.py` enumerates small machines; training runs are in
 `tinydgm.experiments.wake_sleep`.
 """
-import numpy as np
 
 import tinydgm as td
 from tinydgm import backend, estimators, nn, numerics
@@ -84,8 +83,7 @@ class HelmholtzMachine(nn.Module):
 
     def init_visible_bias(self, x):
         """Set p(x|h_1)'s bias to the logit of the data mean (a standard start for binary images)."""
-        m = np.clip(backend.to_numpy(x).mean(0), 1e-3, 1 - 1e-3)
-        self.generative[0].bias.data[...] = backend.asarray(np.log(m / (1 - m)), dtype=self.prior.dtype)
+        self.generative[0].bias.data[...] = nn.mean_logits(x, self.prior.dtype)
 
     # -- the layered-model interface of tinydgm.estimators.discrete (on the engine) ----------------------
     def recognition_logits(self, l, below):
