@@ -3,6 +3,7 @@ exit code 2 and no traceback, found before anything is written; `--help` exits 0
 sentence.  Only mistakes and --help are run here: no benchmark, training or mutation."""
 import ast
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -149,6 +150,59 @@ def test_mutate_refuses_a_report_it_cannot_write_before_copying(tmp_path):
     report = tmp_path / "missing" / "r.md"
     result = script("mutate.py", "--only", "ops-add-dy", "--timeout", "1", "--out", str(report))
     one_line_error(result, "mutate.py", "--out", str(tmp_path / "missing"))
+
+
+# ---------------------------------------------------------------- burda_curves.py
+
+def fake_run(folder, init, losses):
+    """A run folder as `tinydgm train vae` leaves it, as far as burda_curves.py reads it (no training here)."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model": "vae", "init": init, "estimator": "elbo"}))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "loss": v, "valid_elbo": -v}) + "\n"
+                                                  for e, v in enumerate(losses)))
+    return str(folder)
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], ["RUN"]),
+    (["/nonexistent/run"], ["/nonexistent/run", "not a run directory"]),
+    (["--out"], ["--out", "expected one argument"]),
+])
+def test_burda_curves_mistakes_are_one_line(args, words):
+    one_line_error(script("burda_curves.py", *args), "burda_curves.py", *words)
+
+
+def test_burda_curves_checks_every_run_and_the_out_folder_before_writing(tmp_path):
+    a = fake_run(tmp_path / "a", "burda", [100, 98, 97])
+    empty = fake_run(tmp_path / "empty", "burda", [])
+    out = tmp_path / "c.png"
+    one_line_error(script("burda_curves.py", a, empty, "--out", str(out)), "burda_curves.py", empty, "no validation ELBO")
+    one_line_error(script("burda_curves.py", a, "--out", str(tmp_path / "missing" / "c.png")), "burda_curves.py",
+                   str(tmp_path / "missing"))
+    assert sorted(os.listdir(tmp_path)) == ["a", "empty"]
+
+
+def test_burda_curves_draws_each_run_labelled_with_its_init(tmp_path):
+    pytest.importorskip("matplotlib")
+    old = fake_run(tmp_path / "old", None, [104, 100, 99])
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["init"]                                       # a run from before --init: it began as pytorch
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    runs = [fake_run(tmp_path / "new", "burda", [101, 98, 96.5]), old]
+    code, out, err = script("burda_curves.py", *runs, "--out", str(tmp_path / "c.png"))
+    assert (code, err, out) == (0, "", f"{tmp_path / 'c.png'}\n")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    spec = importlib.util.spec_from_file_location("burda_curves", os.path.join(SCRIPTS, "burda_curves.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from tinydgm.experiments.runs import Run
+    assert [module.label(Run.open(r)) for r in runs] == ["new (init burda, elbo)", "old (init pytorch, elbo)"]
+
+
+def test_burda_curves_help_has_its_whole_first_sentence():
+    code, out, err = script("burda_curves.py", "--help")
+    assert (code, err) == (0, "")
+    assert first_paragraph(os.path.join(SCRIPTS, "burda_curves.py")) in "".join(out.split())
 
 
 # ---------------------------------------------------------------- the shared rules

@@ -92,6 +92,28 @@ def learning_curves(records, path, keys=("loss", "valid_elbo")):
     return _save(plt, fig, path)
 
 
+def curves(series, path, xlabel, ylabel, log_x=False, marks=(), span=None):
+    """Several runs' (x, y) points as lines, one per (label, points) of `series`; `marks`: (x, text) pairs drawn
+    as dotted vertical lines; `span`: the y-range shown from the lowest point up (the rest is cut off)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, points in series:
+        ax.plot(*zip(*points), lw=1, label=name)
+    for x, text in marks:
+        ax.axvline(x, color="grey", lw=0.5, ls=":")
+        ax.text(x, 1.0, f" {text}", transform=ax.get_xaxis_transform(), fontsize=7, color="grey", va="top")
+    if log_x:
+        ax.set_xscale("log")
+    if span:
+        low = min(y for _, points in series for _, y in points)
+        ax.set_ylim(low - 0.05 * span, low + span)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, path)
+
+
 def latent_manifold(decode, path, n=20):
     """Decoded means over a grid of 2-d z at the Normal quantiles (Kingma & Welling 2013, Fig. 4)."""
     import numpy as np
