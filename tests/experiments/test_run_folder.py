@@ -1,6 +1,7 @@
 """What a run folder promises: a refused command changes nothing, every write is whole, a run knows its data,
 a fault of the machine is one line, and an interrupted evaluation goes on where it stopped."""
 import errno
+import gzip
 import hashlib
 import json
 import os
@@ -133,18 +134,44 @@ def test_a_missing_device_changes_nothing(run, capsys):
     assert main(["train", "vae", "--resume", str(run), "--epochs", "3"]) == 0      # and a plain resume still works
 
 
-def test_missing_data_changes_nothing(run, data, tmp_path, capsys):
+def test_missing_data_changes_nothing(run, data, tmp_path, capsys, monkeypatch):
     moved = tmp_path / "moved"
     shutil.copytree(data, moved)
     config = json.loads((run / "config.json").read_text())
     config["data"] = str(tmp_path / "gone")
     (run / "config.json").write_text(json.dumps(config))
+    (tmp_path / "other").mkdir()
+    monkeypatch.setenv("TINYDGM_DATA", str(tmp_path / "other"))       # and the default folder holds no such files
     before = digests(run)
     line = one_line(capsys, 2, ["train", "vae", "--resume", str(run), "--epochs", "3"])
     assert "gone: the data folder" in line and "--data DIR" in line and digests(run) == before
     line = one_line(capsys, 2, ["eval", str(run), *EVAL])
     assert "gone: the data folder" in line and digests(run) == before
     assert main(["eval", str(run), *EVAL, "--data", str(moved)]) == 0            # found where it moved: accepted
+
+
+def test_a_run_whose_data_folder_is_gone_reads_the_same_files_in_the_default_one(run, data, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """A kept run copied to a fresh clone: its recorded folder is gone, the shipped data/ holds files with the
+    recorded SHA-256 (the same bytes), so it goes on (and evaluates) there, with a note, the move in its history."""
+    config = json.loads((run / "config.json").read_text())
+    config["data"] = str(tmp_path / "gone")
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("TINYDGM_DATA", str(data))
+    assert main(["eval", str(run), *EVAL]) == 0
+    assert capsys.readouterr().err.count(f"{tmp_path / 'gone'}, is gone; {data} holds the same files") == 1
+    assert main(["train", "vae", "--resume", str(run), "--epochs", "3", "--quiet", "--threads", "1"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"] == str(data)
+    assert config["history"][-1]["changes"]["data"] == [str(tmp_path / "gone"), str(data)]
+    changed = tmp_path / "changed"                                     # a default folder with other bytes: refused
+    shutil.copytree(data, changed)
+    with gzip.open(changed / "binarized_mnist" / "binarized_mnist_test.amat.gz", "wt") as f:
+        f.write("0 " * 783 + "1\n")
+    config["data"] = str(tmp_path / "gone")
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("TINYDGM_DATA", str(changed))
+    assert "gone: the data folder" in one_line(capsys, 2, ["eval", str(run), *EVAL])
 
 
 def test_unreadable_metrics_change_nothing(run, capsys):

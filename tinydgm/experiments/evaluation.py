@@ -41,8 +41,11 @@ def prepare(args, load):
     model, run = load(args.run_dir, args.checkpoint)
     files.check_writable(run.dir)
     folder, recorded = options.recorded_data(run)
-    folder = options.data_folder(args.data) if args.data else folder
     names = list(options.MNIST_FILES.values())
+    if args.data:
+        folder = options.data_folder(args.data)
+    elif not os.path.isdir(folder):                                  # gone: the same files in the default folder?
+        folder = options.same_data_elsewhere(folder, names, recorded) or folder
     try:
         found = options.check_data(folder, names, recorded, run.dir)
         args.other = None
