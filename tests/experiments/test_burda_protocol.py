@@ -65,7 +65,7 @@ def test_the_protocol_starts_as_the_paper_and_the_released_code(tmp_path, monkey
     assert len(np.unique(logits)) > 10
 
 
-def test_a_run_from_before_init_was_an_option_resumes(tmp_path, monkeypatch):
+def test_a_run_from_before_init_was_an_option_resumes(tmp_path, monkeypatch, capsys):
     """A protocol run started before --init existed (its config has no "init": it began as pytorch) goes on."""
     monkeypatch.setattr(plots, "available", lambda: False)
     base = ["train", "vae", "--limit", "40", "--hidden", "8", "--z-dim", "2", "--quiet", "--threads", "1"]
@@ -73,6 +73,8 @@ def test_a_run_from_before_init_was_an_option_resumes(tmp_path, monkeypatch):
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     del config["init"]
     (tmp_path / "r" / "config.json").write_text(json.dumps(config))
+    assert main(["train", "vae", "--resume", str(tmp_path / "r"), "--init", "burda", "--epochs", "3"]) == 2
+    assert "was trained with 'pytorch'" in capsys.readouterr().err   # not as the paper
     assert main(["train", "vae", "--resume", str(tmp_path / "r"), "--epochs", "3", "--quiet", "--threads", "1"]) == 0
     assert json.loads((tmp_path / "r" / "last.json").read_text())["loop"]["epoch"] == 3
     model, run = vae.load(tmp_path / "r", "last")                     # and it loads for tinydgm eval

@@ -76,9 +76,11 @@ def check_config(run, expected):
         if key in ("out", "history") or want is None:
             continue
         if key not in run.config:
-            if key in ("data", "threads", "data_sha256", "estimator", "init"):
-                continue                                     # found or recorded when the run goes on (or, for
-                                                             # init, a run from before --init: it began as pytorch)
+            if key in ("data", "threads", "data_sha256", "estimator"):
+                continue                                     # found or recorded when the run goes on
+            if key in BEFORE_THE_OPTION:                     # a run from before the option: what it began with
+                run.config[key] = BEFORE_THE_OPTION[key]
+                continue
             if key in RESUMABLE:                             # how to optimise: a config without it takes the default
                 run.config[key] = want
                 continue
@@ -90,6 +92,7 @@ def check_config(run, expected):
             raise RunError(f"{file}: key {key!r} is {have!r}; expected {_kind_name(want)} (e.g. {want!r})")
 
 
+BEFORE_THE_OPTION = {"init": "pytorch"}          # config keys added later -> what every run before them did
 OPTIONAL = ("epochs", "minutes", "limit", "temperature", "threads", "data", "estimator")
 
 
