@@ -298,3 +298,14 @@ def test_the_registry_passes_each_option(name, option, value, direct, model):
 def test_every_option_of_the_registry_is_checked():
     """Each (estimator, option) of the registry has a case above: a new option needs one."""
     assert {(n, o) for n in est.names() for o in est.options(n)} == {(c[0], c[1]) for c in CASES}
+
+
+@pytest.mark.parametrize("name", est.names())
+def test_every_registered_estimator_reports_its_bound_per_image(name):
+    """Objective.bound is one estimate per image (what `report` averages and a user may look at image by image),
+    for every estimator of the registry on its kind of model; the surrogate is a scalar."""
+    m = vae() if name in est.names("continuous") else machine()
+    objective = est.make(name, m, rng=0).objective(m, X, np.random.default_rng(1))
+    bound = np.asarray(td.backend.to_numpy(td.tensor(objective.bound).data))
+    assert bound.shape == (len(X),) and np.all(np.isfinite(bound))
+    assert objective.surrogate.shape == ()

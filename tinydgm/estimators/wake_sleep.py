@@ -20,11 +20,16 @@ from tinydgm.tensor import no_grad
 UPDATES = ("p", "q-wake", "sleep")
 
 
-def wake_phase(model, x, rng):
-    """Wake: h ~ q(h|x) held fixed; returns mean log p(x, h|θ), a function of θ only."""
+def wake_terms(model, x, rng):
+    """Wake: h ~ q(h|x) held fixed; log p(x, h|θ) per image, a function of θ only."""
     with no_grad():
         hs, _ = discrete.sample_q(model, x, rng)
-    return ops.mean(total(model.log_joint_terms(x, hs)[::-1]))
+    return total(model.log_joint_terms(x, hs)[::-1])
+
+
+def wake_phase(model, x, rng):
+    """Wake: the batch's mean of `wake_terms`, the objective θ ascends."""
+    return ops.mean(wake_terms(model, x, rng))
 
 
 def sleep_phase(model, n, rng):
@@ -48,9 +53,9 @@ class WakeSleep(Estimator):
     name, target, claim = "ws", "log p(x)", "biased"
 
     def objective(self, model, x, rng):
-        """The two phases' objectives from the same θ: wake (θ) + sleep (λ); bound: the wake objective."""
-        wake = wake_phase(model, x, rng)
-        return Objective(wake + sleep_phase(model, len(x), rng), wake.data)
+        """The two phases' objectives from the same θ: wake (θ) + sleep (λ); bound: log p(x, h) per image."""
+        wake = wake_terms(model, x, rng)
+        return Objective(ops.mean(wake) + sleep_phase(model, len(x), rng), wake.data)
 
     def step(self, model, x, optimizers, rng):
         opt_p, opt_q = optimizers
