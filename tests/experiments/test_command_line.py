@@ -47,6 +47,19 @@ def test_a_refused_run_leaves_nothing(tmp_path, capsys, bad, option):
     assert not out.exists()
 
 
+def test_train_and_eval_say_the_same_of_a_count_below_one(tmp_path, capsys):
+    """One wording for an integer option below 1, whichever command refuses it; a 0 given is refused, never taken
+    for "the default"."""
+    assert main(["train", "vae", *TINY, "--batch-size", "0", "--out", str(tmp_path / "run")]) == 2
+    assert one_line_error(capsys) == "tinydgm: error: --batch-size: expected an integer >= 1, got 0"
+    assert main(["train", "vae", *TINY, "--adam-eps", "0", "--out", str(tmp_path / "run")]) == 2   # not the default
+    assert one_line_error(capsys) == "tinydgm: error: --adam-eps: expected a number > 0, got 0.0"
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--k", "0"]) == 2
+    assert one_line_error(capsys) == "tinydgm: error: --k: expected an integer >= 1, got 0"
+
+
 def test_out_naming_a_file_is_one_line_and_the_file_is_kept(tmp_path, capsys):
     f = tmp_path / "notes.txt"
     f.write_text("mine")

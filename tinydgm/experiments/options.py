@@ -430,7 +430,7 @@ def positive(cfg, *keys):
     """Each cfg[key] that is set must be an integer >= 1."""
     for key in keys:
         if cfg.get(key) is not None and cfg[key] < 1:
-            raise UserError(f"--{key.replace('_', '-')}: expected a positive integer, got {cfg[key]}")
+            raise UserError(f"--{key.replace('_', '-')}: expected an integer >= 1, got {cfg[key]}")
 
 
 def use_device(device):

@@ -164,11 +164,14 @@ def configure(args):
     burda = cfg["schedule"] == "burda"
     if cfg["epochs"] is None and cfg["minutes"] is None:
         cfg["epochs"] = 3280 if burda else 20
-    cfg["batch_size"] = cfg["batch_size"] or (20 if burda else 100)
-    cfg["adam_eps"] = cfg["adam_eps"] or (1e-4 if burda else 1e-8)
-    cfg["init"] = cfg["init"] or ("burda" if burda else "pytorch")
+    defaults = {"batch_size": 20 if burda else 100, "adam_eps": 1e-4 if burda else 1e-8, "init": "burda" if burda else "pytorch"}
+    for key, value in defaults.items():               # `is None`: a 0 given is checked below, never replaced
+        if cfg[key] is None:
+            cfg[key] = value
     cfg["hidden"] = options.sizes(cfg["hidden"], "--hidden")
     options.positive(cfg, "batch_size", "z_dim", "k", "eval_every")
+    if not cfg["adam_eps"] > 0:
+        raise UserError(f"--adam-eps: expected a number > 0, got {cfg['adam_eps']}")
     if cfg["grad_variance_every"] < 0:
         raise UserError(f"--grad-variance-every: expected an integer >= 0 (0: never), got {cfg['grad_variance_every']}")
     if "k" in getattr(args, "given", ()) and "k" not in estimators.options(cfg["estimator"]) and not args.resume:
