@@ -28,11 +28,11 @@ def parse(argv):
 
 
 def label(run):
-    """The run's folder name, its --init (runs from before the option began as pytorch) and its estimator."""
-    c = run.config
-    estimator = c.get("estimator") or c.get("objective") or "elbo"
-    k = f", k = {c['k']}" if estimator == "iwae" else ""
-    return f"{os.path.basename(os.path.normpath(run.dir))} (init {c.get('init', 'pytorch')}, {estimator}{k})"
+    """The run's folder name, its --init and its estimator (as `tinydgm train vae` reads them from its config)."""
+    from tinydgm.experiments import vae
+    estimator = vae.estimator_name(run.config)
+    k = f", k = {run.config['k']}" if estimator == "iwae" else ""
+    return f"{os.path.basename(os.path.normpath(run.dir))} (init {vae.init_name(run.config)}, {estimator}{k})"
 
 
 def main(argv=None):

@@ -42,10 +42,7 @@ def prepare(args, load):
     files.check_writable(run.dir)
     folder, recorded = options.recorded_data(run)
     names = list(options.MNIST_FILES.values())
-    if args.data:
-        folder = options.data_folder(args.data)
-    elif not os.path.isdir(folder):                                  # gone: the same files in the default folder?
-        folder = options.same_data_elsewhere(folder, names, recorded) or folder
+    folder = options.data_folder(args.data) if args.data else options.present_data_folder(folder, names, recorded)
     try:
         found = options.check_data(folder, names, recorded, run.dir)
         args.other = None

@@ -160,17 +160,18 @@ def recorded_data(run):
     return cfg.get("data") or os.path.abspath(data_root()), recorded
 
 
-def same_data_elsewhere(gone, names, recorded):
-    """The default data folder (`data_root`), where it holds files `names` with the SHA-256 the run recorded of
-    each (the same bytes: a kept run copied to a fresh clone), said in a note; else None."""
+def present_data_folder(folder, names, recorded):
+    """`folder`, the run's recorded data folder; where it is gone, the default one (`data_root`) if that holds
+    files `names` with the SHA-256 the run recorded of each (the same bytes: a kept run copied to a fresh clone),
+    said in a note.  Else `folder` as it is (check_data then names what is missing)."""
     default = os.path.abspath(data_root())
-    if default == gone or not all(name in recorded for name in names):
-        return None
+    if os.path.isdir(folder) or default == folder or not all(name in recorded for name in names):
+        return folder
     try:
         check_data(default, names, recorded, "the run")
     except DataError:
-        return None
-    _note(f"the data folder the run was trained on, {gone}, is gone; {default} holds the same files (their "
+        return folder
+    _note(f"the data folder the run was trained on, {folder}, is gone; {default} holds the same files (their "
           f"SHA-256 match the run's record), and the run now reads them there")
     return default
 
@@ -185,8 +186,8 @@ def identify_data(run, cfg, names):
         return found
     folder, recorded = recorded_data(run)
     folder = cfg.get("data") or folder
-    if not os.path.isdir(folder) and "data" not in run.pending:      # gone, and no --data given: the default?
-        folder = same_data_elsewhere(folder, names, recorded) or folder
+    if "data" not in run.pending:                                  # no --data given: gone, then the default?
+        folder = present_data_folder(folder, names, recorded)
     found = check_data(folder, names, recorded, run.dir)
     if set(found) - set(recorded) or run.config.get("data") != folder:
         run.pending.update({"data": folder, "data_sha256": {**recorded, **found}})

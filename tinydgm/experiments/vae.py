@@ -101,6 +101,11 @@ def estimator_name(cfg):
     return cfg.get("estimator") or cfg.get("objective") or "elbo"
 
 
+def init_name(cfg):
+    """The run's --init (a run from before the option began as every run then did: options.BEFORE_THE_OPTION)."""
+    return cfg.get("init", options.BEFORE_THE_OPTION["init"])
+
+
 def make_estimator(cfg):
     """The run's estimator from the registry (with its k where it takes one)."""
     name = estimator_name(cfg)
@@ -190,7 +195,7 @@ def step_memory(cfg):
 def build(cfg):
     """The model and its optimiser from a run's config."""
     model = VAE(784, cfg["hidden"], cfg["z_dim"], cfg["activation"], rng=np.random.default_rng(cfg["seed"]),
-                init=LINEAR_INIT[cfg.get("init", "pytorch")])         # runs from before --init started as pytorch
+                init=LINEAR_INIT[init_name(cfg)])
     opt = td.optim.Adam(model.parameters(), lr=cfg["lr"], eps=cfg["adam_eps"])
     return model, opt
 
@@ -203,10 +208,11 @@ def train(args):
                          cfg["k"] if iwae else None)
     data = options.mnist_data(run, cfg)               # the test split too: the figures need it at the end
     train_x, valid_x = (backend.asarray(data[s][: cfg.get("limit")]) for s in ("train", "valid"))
+    new = run is None
     run = run or runs.Run.create(cfg["out"], cfg)
     model, opt = build(cfg)
-    if cfg.get("init") == "burda":
-        model.init_output_bias(train_x)              # (a resumed run's checkpoint then replaces every parameter)
+    if new and cfg["init"] == "burda":                # (a resumed run's checkpoint replaces every parameter)
+        model.init_output_bias(train_x)
     trainer = VAETrainer(model, opt, train_x, valid_x, cfg, np.random.default_rng([cfg["seed"], 1]))
     return runs.fit_and_finish(run, trainer, cfg, "valid_elbo", args.quiet, figures)
 
