@@ -18,8 +18,8 @@ import numpy as np
 from tinydgm import files
 from tinydgm.errors import CheckpointError
 
-__all__ = ["save", "load", "exists", "save_state", "load_state", "remove_leftovers", "describe_mismatch",
-           "mismatch_error"]
+__all__ = ["save", "load", "meta_text", "exists", "save_state", "load_state", "remove_leftovers",
+           "describe_mismatch", "mismatch_error"]
 
 META_KEY = "__meta__"
 remove_leftovers = files.remove_leftovers
@@ -40,7 +40,7 @@ def save(path, arrays, meta=None):
     stem, meta = _stem(path), dict(meta or {})
     if META_KEY in arrays:
         raise ValueError(f"checkpoint.save: array name {META_KEY!r} is reserved")
-    text = json.dumps(meta, indent=1, sort_keys=True)
+    text = meta_text(meta)
     host = {name: _host(a) for name, a in arrays.items()}
     for name, a in host.items():
         if a.dtype.hasobject:
@@ -51,6 +51,11 @@ def save(path, arrays, meta=None):
         np.savez(f, **host)
     files.write_text(stem + ".json", text + "\n")
     return stem + ".npz"
+
+
+def meta_text(meta):
+    """`meta` as the JSON text that `save` stores in the .npz and writes to the .json (without its newline)."""
+    return json.dumps(meta, indent=1, sort_keys=True)
 
 
 def load(path):

@@ -1,0 +1,94 @@
+"""scripts/keep_run.py: a copy of a run that a trainer is writing is whole and resumable; mistakes are one line
+and leave everything as it was.  One tiny run of 2 epochs (under a second) is trained in this process."""
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tinydgm import checkpoint, plots
+from tinydgm.cli import main
+from tinydgm.experiments.runs import Run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "keep_run.py")
+TINY = ["--limit", "100", "--hidden", "8", "--z-dim", "2", "--batch-size", "50", "--quiet", "--threads", "1"]
+
+
+def keep(*args):
+    p = subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def one_line_error(result, *words):
+    code, out, err = result
+    assert (code, out, len(err.splitlines())) == (2, "", 1) and "Traceback" not in err, err
+    assert err.startswith("keep_run.py: error: ")
+    for word in words:
+        assert word in err, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished 2-epoch VAE run, caught as a trainer may leave it mid-save: metrics of a third epoch written,
+    last.json stale (the .npz holds the truth)."""
+    before = plots.available
+    plots.available = lambda: False
+    try:
+        out = tmp_path_factory.mktemp("live") / "run"
+        assert main(["train", "vae", *TINY, "--epochs", "2", "--out", str(out)]) == 0
+    finally:
+        plots.available = before
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": 2, "loss": 1.0}) + "\n")
+    (out / "last.json").write_text("{}\n")
+    return out
+
+
+def test_the_copy_holds_what_last_holds_and_resumes(trained, tmp_path, capsys):
+    dest = tmp_path / "kept"
+    code, out, err = keep(trained, dest)
+    assert (code, err) == (0, "") and out.startswith(f"{dest}: epoch 2, best ")
+    assert sorted(os.listdir(dest)) == ["best.json", "best.npz", "config.json", "last.json", "last.npz",
+                                        "metrics.jsonl"]
+    meta = checkpoint.load(dest / "last")[1]
+    assert json.loads((dest / "last.json").read_text()) == meta and meta["loop"]["epoch"] == 2
+    assert [r["epoch"] for r in Run.open(dest).metrics()] == [0, 1]
+    assert sorted(os.listdir(tmp_path)) == ["kept"]                  # no hidden folder left behind
+    assert main(["train", "vae", "--resume", str(dest), "--epochs", "3", "--quiet"]) == 0
+    assert [r["epoch"] for r in Run.open(dest).metrics() if "event" not in r] == [0, 1, 2]
+
+
+def test_an_earlier_copy_is_replaced_whole(trained, tmp_path):
+    dest = tmp_path / "kept"
+    assert keep(trained, dest)[0] == 0
+    (dest / "stray.txt").write_text("from the earlier copy")
+    assert keep(trained, dest)[0] == 0
+    assert "stray.txt" not in os.listdir(dest) and sorted(os.listdir(tmp_path)) == ["kept"]
+
+
+def test_mistakes_are_one_line_and_change_nothing(trained, tmp_path):
+    one_line_error(keep(tmp_path / "nothing", tmp_path / "kept"), str(tmp_path / "nothing"), "not a run directory")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    one_line_error(keep(trained, other), str(other), "not a run folder")
+    assert os.listdir(other) == ["notes.txt"]
+    one_line_error(keep(trained, tmp_path / "a" / "b" / "kept"), "folder does not exist")
+    unstarted = tmp_path / "unstarted"
+    unstarted.mkdir()
+    (unstarted / "config.json").write_text(json.dumps({"model": "vae"}))
+    one_line_error(keep(unstarted, tmp_path / "kept"), "no `last` checkpoint")
+    assert sorted(os.listdir(tmp_path)) == ["other", "unstarted"]
+    one_line_error(keep(trained), "DEST")
+
+
+def test_help_has_the_whole_first_sentence():
+    code, out, err = keep("--help")
+    assert (code, err) == (0, "")
+    with open(SCRIPT) as f:
+        doc = ast.get_docstring(ast.parse(f.read()))
+    assert "".join(doc.split("\n\n")[0].split()) in "".join(out.split())
