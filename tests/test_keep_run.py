@@ -53,7 +53,7 @@ def test_the_copy_holds_what_last_holds_and_resumes(trained, tmp_path, capsys):
     code, out, err = keep(trained, dest)
     assert (code, err) == (0, "") and out.startswith(f"{dest}: epoch 2, best ")
     assert sorted(os.listdir(dest)) == ["best.json", "best.npz", "config.json", "last.json", "last.npz",
-                                        "metrics.jsonl"]
+                                        "metrics.jsonl", "summary.json"]
     meta = checkpoint.load(dest / "last")[1]
     assert json.loads((dest / "last.json").read_text()) == meta and meta["loop"]["epoch"] == 2
     assert [r["epoch"] for r in Run.open(dest).metrics()] == [0, 1]
