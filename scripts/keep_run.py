@@ -55,6 +55,8 @@ def keep(src, dest):
     if not checkpoint.exists(run.path("last")):
         raise UserError(f"{src}: no `last` checkpoint yet (no epoch finished); nothing to keep")
     dest = os.path.abspath(dest)
+    if os.path.commonpath([os.path.realpath(src), os.path.realpath(dest)]) == os.path.realpath(src):
+        raise UserError(f"{dest}: the run folder {src} itself or a folder in it; choose a folder outside the run")
     if os.path.exists(dest) and not os.path.isfile(os.path.join(dest, "config.json")):
         raise UserError(f"{dest}: exists and is not a run folder; choose a new folder or an earlier copy")
     parent = os.path.dirname(dest)

@@ -83,6 +83,9 @@ def test_mistakes_are_one_line_and_change_nothing(trained, tmp_path):
     (unstarted / "config.json").write_text(json.dumps({"model": "vae"}))
     one_line_error(keep(unstarted, tmp_path / "kept"), "no `last` checkpoint")
     assert sorted(os.listdir(tmp_path)) == ["other", "unstarted"]
+    one_line_error(keep(trained, trained), str(trained), "outside the run")
+    one_line_error(keep(trained, trained / "copy"), "outside the run")
+    assert "copy" not in os.listdir(trained)
     one_line_error(keep(trained), "DEST")
 
 
