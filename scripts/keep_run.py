@@ -5,12 +5,13 @@
 A plain `cp -r` of a folder that a trainer is writing can catch `last.npz` of one epoch beside
 `last.json` or `metrics.jsonl` of the next.  This copies each checkpoint's `.npz`, rewrites its `.json`
 from the metadata stored inside the `.npz` (so the two agree), keeps only the metrics of the epochs that
-`last` holds (as `--resume` would), and copies `config.json`, the figures and a finished run's
-`summary.json`.  If the trainer saved `best` while we copied (a `best` newer than `last`), it copies
-again.  The copy is built in a hidden folder beside DEST and renamed into place at the end: DEST is the
-old copy or the new one, whole, never a mixture.  It prints the copy's epoch, best validation value and
-CPU-hours.
+`last` holds (as `--resume` would), and copies `config.json`, the figures and the `summary.json` of a
+run that is not training (one whose epochs are those of `last`).  If the trainer saved `best` while we
+copied (a `best` newer than `last`), it copies again.  The copy is built in a hidden folder beside DEST
+and renamed into place at the end: DEST is the old copy or the new one, whole, never a mixture.  It
+prints the copy's epoch, best validation value and CPU-hours.
 """
+import json
 import os
 import shutil
 import sys
@@ -41,9 +42,20 @@ def copy_once(src, tmp):
             files.write_text(os.path.join(tmp, name + ".json"), checkpoint.meta_text(meta) + "\n")
             loops[name] = meta.get("loop", {})
     for name in sorted(os.listdir(src)):
-        if name in ("config.json", "metrics.jsonl", "summary.json") or name.endswith(".png"):
+        if name in ("config.json", "metrics.jsonl") or name.endswith(".png"):
             shutil.copyfile(os.path.join(src, name), os.path.join(tmp, name))
+    if "last" in loops and finished_at(src) == loops["last"]["epoch"]:
+        shutil.copyfile(os.path.join(src, "summary.json"), os.path.join(tmp, "summary.json"))
     return loops.get("last"), loops.get("best")
+
+
+def finished_at(src):
+    """The epoch count of the run's summary.json (written when a training command ends), or None."""
+    try:
+        with open(os.path.join(src, "summary.json")) as f:
+            return json.load(f).get("epochs")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def keep(src, dest):

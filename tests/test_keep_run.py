@@ -3,6 +3,7 @@ and leave everything as it was.  One tiny run of 2 epochs (under a second) is tr
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -60,6 +61,16 @@ def test_the_copy_holds_what_last_holds_and_resumes(trained, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["kept"]                  # no hidden folder left behind
     assert main(["train", "vae", "--resume", str(dest), "--epochs", "3", "--quiet"]) == 0
     assert [r["epoch"] for r in Run.open(dest).metrics() if "event" not in r] == [0, 1, 2]
+
+
+def test_the_summary_of_an_earlier_stop_is_left_behind(trained, tmp_path):
+    """A run resumed after Ctrl-C still holds the summary.json of that stop until it ends again."""
+    live = tmp_path / "live"
+    shutil.copytree(trained, live)
+    summary = json.loads((live / "summary.json").read_text())
+    (live / "summary.json").write_text(json.dumps({**summary, "status": "interrupted", "epochs": 1}))
+    assert keep(live, tmp_path / "kept")[0] == 0
+    assert "summary.json" not in os.listdir(tmp_path / "kept")
 
 
 def test_an_earlier_copy_is_replaced_whole(trained, tmp_path):
