@@ -1,35 +1,25 @@
 """scripts/keep_run.py: a copy of a run that a trainer is writing is whole and resumable; mistakes are one line
 and leave everything as it was.  One tiny run of 2 epochs (under a second) is trained in this process."""
-import ast
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
+from test_scripts import SCRIPTS, first_paragraph, one_line_error as script_error, script
 
 from tinydgm import checkpoint, plots
 from tinydgm.cli import main
 from tinydgm.experiments.runs import Run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "scripts", "keep_run.py")
 TINY = ["--limit", "100", "--hidden", "8", "--z-dim", "2", "--batch-size", "50", "--quiet", "--threads", "1"]
 
 
 def keep(*args):
-    p = subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
-    return p.returncode, p.stdout, p.stderr
+    return script("keep_run.py", *map(str, args), timeout=120)
 
 
 def one_line_error(result, *words):
-    code, out, err = result
-    assert (code, out, len(err.splitlines())) == (2, "", 1) and "Traceback" not in err, err
-    assert err.startswith("keep_run.py: error: ")
-    for word in words:
-        assert word in err, err
+    script_error(result, "keep_run.py", *words)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +93,4 @@ def test_mistakes_are_one_line_and_change_nothing(trained, tmp_path):
 def test_help_has_the_whole_first_sentence():
     code, out, err = keep("--help")
     assert (code, err) == (0, "")
-    with open(SCRIPT) as f:
-        doc = ast.get_docstring(ast.parse(f.read()))
-    assert "".join(doc.split("\n\n")[0].split()) in "".join(out.split())
+    assert first_paragraph(os.path.join(SCRIPTS, "keep_run.py")) in "".join(out.split())
